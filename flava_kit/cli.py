@@ -1,0 +1,159 @@
+"""``flava-kit``: list, describe, validate, build and copy recipes from the shell.
+
+Invalid input exits with status 2 and the errors on stderr, without a traceback (``--debug``
+shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from flava_kit.errors import FlavaKitError, RecipeError
+
+# Piped output is not wrapped at 80 columns: tables stay one row per line for grep and diff.
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _count(module: Any) -> str:
+    params = getattr(module, "parameters", None)
+    if params is None:
+        return "no parameters"
+    total = sum(p.numel() for p in params())
+    return f"{total / 1e6:.2f} M parameters" if total >= 1e4 else f"{total} parameters"
+
+
+def _component_tree(module: Any, label: str, tree: Tree | None = None) -> Tree:
+    """Nest every recipe-built child module under its parent, with parameter counts."""
+    kind, node = module._flava_recipe
+    text = f"{label}: [bold]{node['type']}[/bold] ({kind}, {_count(module)})"
+    branch = Tree(text) if tree is None else tree.add(text)
+    children = getattr(module, "named_children", lambda: [])()
+    for name, child in children:
+        if hasattr(child, "_flava_recipe"):
+            _component_tree(child, name, branch)
+    return branch
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    from flava_kit.registry import registry
+
+    table = Table("kind", "name", "description", "from", box=None, pad_edge=False)
+    for entry in registry.list(args.kind, args.pattern):
+        origin = entry.provenance.origin
+        if origin == "plug-in":
+            origin = f"{entry.provenance.distribution} {entry.provenance.version}"
+        table.add_row(entry.kind, entry.qualified_name if registry._shadowed(entry) else entry.name, entry.summary, origin)
+    out.print(table)
+
+
+def cmd_describe(args: argparse.Namespace) -> None:
+    from flava_kit.registry import registry
+
+    out.print(str(registry.describe(args.kind, args.name)), markup=False)
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    from flava_kit.schema import recipe_json_schema
+
+    print(json.dumps(recipe_json_schema(), indent=2))
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        err.print(f"note: {note}", markup=False)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from flava_kit.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    _print_notes(recipe.notes)
+    if args.resolved:
+        print(recipe.to_yaml(), end="")
+    else:
+        out.print(f"{args.recipe}: valid", markup=False)
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from flava_kit.recipes import build, load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    _print_notes(recipe.notes)
+    out.print(_component_tree(build(recipe), "model"))
+
+
+def cmd_cp(args: argparse.Namespace) -> None:
+    from flava_kit.recipes import SHIPPED_DIR, _not_found
+
+    source = SHIPPED_DIR / f"{args.name}.yaml"
+    if not source.is_file():
+        raise RecipeError(_not_found(args.name, "", None))
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / source.name
+    if dest.exists() and not args.force:
+        raise FlavaKitError(f"{dest} exists; pass --force to overwrite it")
+    shutil.copyfile(source, dest)
+    out.print(f"copied {args.name} to {dest}", markup=False)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flava-kit", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ls", help="list registered components (built-in, runtime, plug-in)")
+    p.add_argument("kind", nargs="?", help="encoder, fusion, codebook, masking, loss, head or model")
+    p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. 'flava_*'")
+    p.set_defaults(run=cmd_ls)
+
+    p = sub.add_parser("describe", help="a component's parameters, docstring and provenance")
+    p.add_argument("kind")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_describe)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the recipe format")
+    p.set_defaults(run=cmd_schema)
+
+    for name, run, text in (("validate", cmd_validate, "validate a recipe without building it"),
+                            ("build", cmd_build, "build a recipe and print its component tree")):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        p.add_argument("recipe", help="a path or a shipped recipe's short name")
+        p.add_argument("overrides", nargs="*", help="a.b.c=value or ~a.b")
+        p.set_defaults(run=run)
+        if name == "validate":
+            p.add_argument("--resolved", action="store_true", help="print the resolved recipe (every default explicit)")
+
+    p = sub.add_parser("cp", help="copy a shipped recipe out to edit")
+    p.add_argument("name")
+    p.add_argument("dest")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(run=cmd_cp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flava-kit`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except FlavaKitError as exc:
+        if args.debug:
+            raise
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The contracts between component kinds: what a slot in a recipe accepts.
+
+A constructor parameter annotated with one of these protocols (``image_encoder: ImageEncoder``)
+takes a nested recipe node of the protocol's kind; the builder constructs that child first and
+checks that what it built has the protocol's members. Containers work too:
+``Optional[Loss]``, ``list[Loss]``, ``dict[str, Loss]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """``forward(pixel_values, bool_masked_pos=None) -> EncoderOutput``.
+
+    The output's ``last_hidden_state`` is after the final norm, ``hidden_states_for_fusion`` is the
+    last layer before it (what FLAVA feeds the multimodal encoder), position 0 is [CLS].
+    ``grid_size`` is the patch grid (rows, cols) at the encoder's native image size.
+    """
+
+    hidden_size: int
+    grid_size: tuple[int, int]
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> Any: ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """``forward(input_ids, attention_mask=None, token_type_ids=None) -> EncoderOutput``."""
+
+    hidden_size: int
+    vocab_size: int
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Any: ...
+
+
+@runtime_checkable
+class Fusion(Protocol):
+    """``forward(image_states, text_states, text_padding_mask=None) -> EncoderOutput``.
+
+    Inputs are already at the fusion's ``hidden_size``; the output sequence starts with [CLS_M].
+    ``text_padding_mask`` is 1 at real tokens and 0 at padding, as HF's ``attention_mask``.
+    """
+
+    hidden_size: int
+
+    def forward(
+        self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None
+    ) -> Any: ...
+
+
+SLOT_KINDS: dict[type, str] = {ImageEncoder: "encoder", TextEncoder: "encoder", Fusion: "fusion"}
+"""Which registry kind each slot protocol draws its components from."""
+
+
+def missing_members(obj: object, protocol: type) -> list[str]:
+    """The members of ``protocol`` that ``obj`` lacks (empty when it satisfies the contract)."""
+    members = [m for m in getattr(protocol, "__annotations__", {})] + ["forward"]
+    return [m for m in members if not hasattr(obj, m)]

@@ -1,0 +1,91 @@
+"""FLAVA's image encoder: a ViT with [CLS], a learned mask token and a final LayerNorm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flava_kit.layers import Pooler, TransformerEncoder
+from flava_kit.outputs import EncoderOutput
+from flava_kit.registry import register
+from flava_kit.tensors import check_size, check_tensor
+
+
+@register("encoder", "flava_vit")
+class FlavaViT(nn.Module):
+    """FLAVA's ViT image encoder (HF ``FlavaImageModel``), with a mask token for MIM.
+
+    Images of another size than ``image_size`` (a multiple of ``patch_size``) get bicubically
+    interpolated position embeddings, as HF's ``interpolate_pos_encoding``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_layers: int = 12,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        image_size: int = 224,
+        patch_size: int = 16,
+        num_channels: int = 3,
+        layer_norm_eps: float = 1e-12,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        self.hidden_size = hidden_size
+        self.patch_size = patch_size
+        self.num_channels = num_channels
+        self.grid_size = (image_size // patch_size, image_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.patch_embed = nn.Conv2d(num_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, hidden_size))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.encoder = TransformerEncoder(
+            num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
+            attention_dropout, gradient_checkpointing,
+        )  # fmt: skip
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.pooler = Pooler(hidden_size)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def position_embeddings(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Position embeddings for a ``grid`` of patches, interpolated when it is not the native one."""
+        if grid == self.grid_size:
+            return self.pos_embed
+        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        patch_pos = patch_pos.reshape(1, *self.grid_size, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos, size=grid, mode="bicubic", align_corners=False)
+        return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> EncoderOutput:
+        """``pixel_values``: ``[B, C, H, W]``; ``bool_masked_pos``: ``[B, N]`` or ``[B, rows, cols]``,
+        True where a patch is replaced by the mask token."""
+        check_tensor("pixel_values", pixel_values, "[B, C, H, W]", 4, floating=True)
+        check_size("pixel_values", pixel_values, 1, self.num_channels, f"[B, {self.num_channels}, H, W]")
+        height, width = pixel_values.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"pixel_values: height and width must be multiples of {self.patch_size}, got {height}x{width}")
+        x = self.patch_embed(pixel_values).flatten(2).transpose(1, 2)
+        batch, num_patches, _ = x.shape
+        if bool_masked_pos is not None:
+            check_tensor("bool_masked_pos", bool_masked_pos, f"[B, {num_patches}]", (2, 3), floating=False)
+            mask = bool_masked_pos.reshape(bool_masked_pos.shape[0], -1)
+            if mask.shape != (batch, num_patches):
+                raise ValueError(f"bool_masked_pos: expected shape [{batch}, {num_patches}], got {tuple(bool_masked_pos.shape)}")
+            # Arithmetic blend, not torch.where, so masked pixels' gradients are exactly zero as in HF.
+            weight = mask.unsqueeze(-1).to(x.dtype)
+            x = x * (1.0 - weight) + self.mask_token * weight
+        x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
+        x = self.dropout(x + self.position_embeddings((height // self.patch_size, width // self.patch_size)))
+        states = self.encoder(x)
+        last = self.norm(states)
+        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))

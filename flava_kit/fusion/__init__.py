@@ -1,0 +1,5 @@
+"""Multimodal fusion modules (registry kind ``fusion``)."""
+
+from flava_kit.fusion.flava_multimodal import FlavaMultimodalFusion
+
+__all__ = ["FlavaMultimodalFusion"]

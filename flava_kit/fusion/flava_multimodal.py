@@ -1,0 +1,54 @@
+"""FLAVA's multimodal encoder: [CLS_M] + image states + text states through a transformer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from flava_kit.layers import Pooler, TransformerEncoder
+from flava_kit.outputs import EncoderOutput
+from flava_kit.registry import register
+from flava_kit.tensors import check_tensor
+
+
+@register("fusion", "flava_multimodal")
+class FlavaMultimodalFusion(nn.Module):
+    """FLAVA's concat fusion (HF ``FlavaMultimodalModel``): self-attention over both sequences."""
+
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        layer_norm_eps: float = 1e-12,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        self.encoder = TransformerEncoder(
+            num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
+            attention_dropout, gradient_checkpointing,
+        )  # fmt: skip
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.pooler = Pooler(hidden_size)
+
+    def forward(
+        self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None
+    ) -> EncoderOutput:
+        """``image_states`` ``[B, Li, H]``, ``text_states`` ``[B, Lt, H]``, ``text_padding_mask`` ``[B, Lt]``."""
+        check_tensor("image_states", image_states, "[B, Li, H]", 3, floating=True)
+        check_tensor("text_states", text_states, "[B, Lt, H]", 3, floating=True)
+        batch, image_len, _ = image_states.shape
+        x = torch.cat([self.cls_token.expand(batch, -1, -1), image_states, text_states], dim=1)
+        padding = None
+        if text_padding_mask is not None:
+            image_part = text_padding_mask.new_ones(batch, 1 + image_len)
+            padding = torch.cat([image_part, text_padding_mask], dim=1)
+        states = self.encoder(x, padding)
+        last = self.norm(states)
+        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))

@@ -1,0 +1,1 @@
+"""Heads on top of encoders (registry kind ``head``)."""

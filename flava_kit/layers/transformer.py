@@ -1,0 +1,133 @@
+"""One pre-LN transformer layer, shared by the image, text and multimodal encoders.
+
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with q/k/v
+projected by one fused linear layer; no attention probabilities are stored, and dropout is only
+called when its probability is non-zero. The weights map 1:1 onto HF FLAVA's
+(``checkpoints/hf.py`` splits and joins the fused q/k/v).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``[B, L]`` mask (1 = real token, 0 = padding) -> boolean ``[B, 1, 1, L]`` SDPA mask.
+
+    Returns None when nothing is padded, so SDPA can take its fastest, mask-free path.
+    """
+    if padding_mask is None:
+        return None
+    keep = padding_mask.bool()
+    if bool(keep.all()):
+        return None
+    return keep[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with fused q/k/v and SDPA."""
+
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``[B, L, H]``; ``attn_mask``: boolean, broadcastable to ``[B, heads, L, L]``."""
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+
+
+class Mlp(nn.Module):
+    """Linear -> exact GELU -> linear."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LN block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        layer_norm_eps: float = 1e-12,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.attn = Attention(hidden_size, num_heads, qkv_bias, attention_dropout)
+        self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = Mlp(hidden_size, intermediate_size)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), attn_mask))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`TransformerLayer` (no final norm: the encoders own theirs).
+
+    With ``gradient_checkpointing`` each layer's activations are recomputed in the backward pass
+    instead of stored (training only).
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        layer_norm_eps: float = 1e-12,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.gradient_checkpointing = gradient_checkpointing
+        self.layers = nn.ModuleList(
+            TransformerLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout, attention_dropout)
+            for _ in range(num_layers)
+        )
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``[B, L, H]``; ``padding_mask``: ``[B, L]``, 1 at real tokens, 0 at padding."""
+        attn_mask = padding_to_attention_mask(padding_mask)
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(layer, x, attn_mask, use_reentrant=False)
+            else:
+                x = layer(x, attn_mask)
+        return x
+
+
+class Pooler(nn.Module):
+    """``tanh(dense(x[:, 0]))``: the [CLS] state, as BERT and FLAVA pool."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))

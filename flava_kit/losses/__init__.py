@@ -1,0 +1,1 @@
+"""Training objectives (registry kind ``loss``)."""

@@ -1,0 +1,5 @@
+"""Assemblies of components (registry kind ``model``)."""
+
+from flava_kit.models.flava import FlavaModel
+
+__all__ = ["FlavaModel"]
