@@ -52,7 +52,7 @@ def cmd_ls(args: argparse.Namespace) -> None:
         origin = entry.provenance.origin
         if origin == "plug-in":
             origin = f"{entry.provenance.distribution} {entry.provenance.version}"
-        table.add_row(entry.kind, entry.qualified_name if registry._shadowed(entry) else entry.name, entry.summary, origin)
+        table.add_row(entry.kind, registry.display_name(entry), entry.summary, origin)
     out.print(table)
 
 

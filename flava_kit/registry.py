@@ -216,8 +216,15 @@ class Registry:
         return self.entry(kind, name).load()
 
     def names(self, kind: str) -> list[str]:
-        """Every name usable in ``kind``: built-ins, runtime, plug-ins (and ``dist:name``)."""
-        return [e.qualified_name if e._plugin and self._shadowed(e) else e.name for e in self.list(kind)]
+        """Every name usable in ``kind``, as :meth:`display_name` writes them."""
+        return [self.display_name(e) for e in self.list(kind)]
+
+    def display_name(self, entry: Entry) -> str:
+        """``name``, or ``distribution:name`` for a plug-in whose name is taken by another entry."""
+        if entry._plugin is None:
+            return entry.name
+        taken = entry.name in self._entries[entry.kind] or len(self._plugin_entries(entry.kind)[entry.name]) > 1
+        return entry.qualified_name if taken else entry.name
 
     def list(self, kind: str | None = None, pattern: str = "*") -> list[Entry]:
         """Entries of ``kind`` (every kind when None) whose name matches the glob ``pattern``.
@@ -236,7 +243,7 @@ class Registry:
             found.extend(
                 e
                 for e in sorted(entries, key=lambda e: (e.name, e.qualified_name))
-                if fnmatch.fnmatchcase(e.name, pattern) or fnmatch.fnmatchcase(e.qualified_name, pattern)
+                if fnmatch.fnmatchcase(e.name, pattern) or (":" in pattern and fnmatch.fnmatchcase(e.qualified_name, pattern))
             )
         return found
 
@@ -250,7 +257,7 @@ class Registry:
         doc = inspect.getdoc(target) or ""
         return Description(
             kind=kind,
-            name=entry.qualified_name,
+            name=self.display_name(entry),
             summary=entry.summary,
             doc=doc,
             parameters=[
@@ -261,9 +268,6 @@ class Registry:
         )
 
     # --- internals ----------------------------------------------------------------------
-    def _shadowed(self, entry: Entry) -> bool:
-        return entry.name in self._entries[entry.kind] or len(self._plugin_entries(entry.kind)[entry.name]) > 1
-
     def _unknown_message(self, kind: str, name: str) -> str:
         names = self.names(kind)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)

@@ -165,7 +165,8 @@ def recipe_json_schema() -> dict[str, Any]:
             }
             members.append({"$ref": f"#/$defs/{key}"})
         note = f" (not importable, left out: {', '.join(broken)})" if broken else ""
-        defs[f"kind.{kind}"] = {"description": f"a {kind} component{note}", "oneOf": members}
+        # An empty oneOf is not valid JSON Schema; {"not": {}} likewise matches nothing.
+        defs[f"kind.{kind}"] = {"description": f"a {kind} component{note}", **({"oneOf": members} if members else {"not": {}})}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "flava_kit recipe",

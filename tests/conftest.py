@@ -1,0 +1,28 @@
+"""Shared fixtures: a registry restored after each test that registers runtime components."""
+
+from __future__ import annotations
+
+import pytest
+
+from flava_kit.registry import registry
+
+
+@pytest.fixture
+def scratch_registry():
+    """The global registry; runtime registrations made during the test are removed afterwards."""
+    registry.list()  # load built-ins and plug-ins before taking the snapshot
+    saved = {kind: dict(entries) for kind, entries in registry._entries.items()}
+    yield registry
+    registry._entries = saved
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    """Write YAML text to a file in tmp_path and return its path."""
+
+    def write(text: str, name: str = "recipe.yaml"):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
