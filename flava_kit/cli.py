@@ -20,7 +20,7 @@ from rich.tree import Tree
 from flava_kit.errors import FlavaKitError, RecipeError
 
 # Piped output is not wrapped at 80 columns: tables stay one row per line for grep and diff.
-out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -89,7 +89,32 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(args.recipe, args.overrides)
     _print_notes(recipe.notes)
-    out.print(_component_tree(build(recipe), "model"))
+    model = build(recipe)
+    out.print(_component_tree(model, "model"))
+    if args.run:
+        _run_example(model)
+
+
+def _run_example(model: Any) -> None:
+    """Forward the model's own example batch once and print what came out, and how fast."""
+    import time
+
+    import torch
+
+    if not hasattr(model, "example_inputs"):
+        raise FlavaKitError(f"--run: {type(model).__name__} has no example_inputs() to run on")
+    inputs = model.example_inputs()
+    model.eval()
+    with torch.inference_mode():
+        start = time.perf_counter()
+        output = model(**inputs)
+        seconds = time.perf_counter() - start
+    shapes = {k: tuple(v.shape) for k, v in vars(output).items() if isinstance(v, torch.Tensor)}
+    batch = next(iter(inputs.values())).shape[0]
+    out.print(f"forward on an example batch of {batch} ({', '.join(f'{k} {tuple(v.shape)}' for k, v in inputs.items())}) "
+              f"in {seconds:.2f} s:", markup=False)  # fmt: skip
+    for name, shape in shapes.items():
+        out.print(f"  {name}: {shape}", markup=False)
 
 
 def cmd_cp(args: argparse.Namespace) -> None:
@@ -115,30 +140,32 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="list registered components (built-in, runtime, plug-in)")
     p.add_argument("kind", nargs="?", help="encoder, fusion, codebook, masking, loss, head or model")
     p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. 'flava_*'")
-    p.set_defaults(run=cmd_ls)
+    p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("describe", help="a component's parameters, docstring and provenance")
     p.add_argument("kind")
     p.add_argument("name")
-    p.set_defaults(run=cmd_describe)
+    p.set_defaults(handler=cmd_describe)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the recipe format")
-    p.set_defaults(run=cmd_schema)
+    p.set_defaults(handler=cmd_schema)
 
     for name, run, text in (("validate", cmd_validate, "validate a recipe without building it"),
                             ("build", cmd_build, "build a recipe and print its component tree")):  # fmt: skip
         p = sub.add_parser(name, help=text)
         p.add_argument("recipe", help="a path or a shipped recipe's short name")
         p.add_argument("overrides", nargs="*", help="a.b.c=value or ~a.b")
-        p.set_defaults(run=run)
+        p.set_defaults(handler=run)
         if name == "validate":
             p.add_argument("--resolved", action="store_true", help="print the resolved recipe (every default explicit)")
+        else:
+            p.add_argument("--run", action="store_true", help="then run one forward pass on an example batch")
 
     p = sub.add_parser("cp", help="copy a shipped recipe out to edit")
     p.add_argument("name")
     p.add_argument("dest")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.set_defaults(run=cmd_cp)
+    p.set_defaults(handler=cmd_cp)
     return parser
 
 
@@ -146,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flava-kit`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except FlavaKitError as exc:
         if args.debug:
             raise

@@ -19,10 +19,11 @@ class ImageEncoder(Protocol):
 
     The output's ``last_hidden_state`` is after the final norm, ``hidden_states_for_fusion`` is the
     last layer before it (what FLAVA feeds the multimodal encoder), position 0 is [CLS].
-    ``grid_size`` is the patch grid (rows, cols) at the encoder's native image size.
+    ``image_size`` is the native (square) input size, ``grid_size`` the patch grid (rows, cols) there.
     """
 
     hidden_size: int
+    image_size: int
     grid_size: tuple[int, int]
 
     def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> Any: ...

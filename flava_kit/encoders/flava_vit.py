@@ -39,6 +39,7 @@ class FlavaViT(nn.Module):
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
         self.hidden_size = hidden_size
+        self.image_size = image_size
         self.patch_size = patch_size
         self.num_channels = num_channels
         self.grid_size = (image_size // patch_size, image_size // patch_size)

@@ -40,6 +40,19 @@ class FlavaModel(nn.Module):
         self.text_to_fusion = nn.Linear(text_encoder.hidden_size, fusion.hidden_size)
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
 
+    def example_inputs(self, batch_size: int = 2, text_length: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+        """A seeded random batch that fits this model: images at the image encoder's native size,
+        token ids in the text encoder's vocabulary, the second text half padded."""
+        generator = torch.Generator().manual_seed(seed)
+        size = self.image_encoder.image_size
+        attention_mask = torch.ones(batch_size, text_length, dtype=torch.long)
+        attention_mask[1:, text_length // 2 :] = 0
+        return {
+            "pixel_values": torch.randn(batch_size, 3, size, size, generator=generator),
+            "input_ids": torch.randint(1, self.text_encoder.vocab_size, (batch_size, text_length), generator=generator) * attention_mask,
+            "attention_mask": attention_mask,
+        }
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,

@@ -12,6 +12,7 @@ class PatchMlpEncoder(nn.Module):
     def __init__(self, hidden_size: int = 32, image_size: int = 32, patch_size: int = 8, num_channels: int = 3):
         super().__init__()
         self.hidden_size = hidden_size
+        self.image_size = image_size
         self.patch_size = patch_size
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
