@@ -132,6 +132,17 @@ def cmd_cp(args: argparse.Namespace) -> None:
     out.print(f"copied {args.name} to {dest}", markup=False)
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from flava_kit.checkpoints import from_pretrained
+
+    model = from_pretrained(args.src)
+    if model.skipped_keys:
+        err.print(f"note: skipped {len(model.skipped_keys)} weights a FlavaModel does not hold "
+                  f"(pretraining heads, codebook), e.g. {model.skipped_keys[0]}", markup=False)  # fmt: skip
+    model.save_pretrained(args.dst)
+    out.print(f"wrote {args.dst} ({_count(model)})", markup=False)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flava-kit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
@@ -166,6 +177,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dest")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(handler=cmd_cp)
+
+    p = sub.add_parser("convert", help="read an HF FLAVA directory and write it back as flava_kit saves it")
+    p.add_argument("src", help="an HF FlavaModel or FlavaForPreTraining directory")
+    p.add_argument("dst", help="the directory to write (HF format, plus flava_kit_recipe.yaml)")
+    p.set_defaults(handler=cmd_convert)
     return parser
 
 
