@@ -32,7 +32,7 @@ _EMBEDDINGS = {  # inside a component: our prefix -> HF prefix (first match wins
                    ("token_type_embeddings.", "embeddings.token_type_embeddings."), ("embed_norm.", "embeddings.LayerNorm.")],
     "multimodal_model": [],
 }  # fmt: skip
-_COMMON = [("norm.", "layernorm."), ("pooler.", "pooler."), ("cls_token", "cls_token")]
+_COMMON = [("encoder.norm.", "layernorm."), ("encoder.pooler.", "pooler."), ("cls_token", "cls_token")]
 _LAYER = [("norm1.", "layernorm_before."), ("norm2.", "layernorm_after."), ("attn.proj.", "attention.output.dense."),
           ("mlp.fc1.", "intermediate.dense."), ("mlp.fc2.", "output.dense.")]  # fmt: skip
 _QKV = ("attention.attention.query.", "attention.attention.key.", "attention.attention.value.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flava_kit.layers import Pooler, TransformerEncoder
+from flava_kit.layers import TransformerEncoder
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
 from flava_kit.tensors import check_tensor
@@ -44,8 +44,6 @@ class FlavaTextEncoder(nn.Module):
             num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
             attention_dropout, gradient_checkpointing,
         )  # fmt: skip
-        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.pooler = Pooler(hidden_size)
 
     def forward(
         self,
@@ -68,6 +66,4 @@ class FlavaTextEncoder(nn.Module):
         # Summed in HF's order (word + type, then position) so results match to the last bit.
         x = self.word_embeddings(input_ids) + token_types + self.position_embeddings.weight[:length]
         x = self.dropout(self.embed_norm(x))
-        states = self.encoder(x, attention_mask)
-        last = self.norm(states)
-        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))
+        return self.encoder(x, attention_mask)

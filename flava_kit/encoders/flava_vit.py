@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flava_kit.layers import Pooler, TransformerEncoder
+from flava_kit.layers import TransformerEncoder
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
 from flava_kit.tensors import check_size, check_tensor
@@ -53,8 +53,6 @@ class FlavaViT(nn.Module):
             num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
             attention_dropout, gradient_checkpointing,
         )  # fmt: skip
-        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.pooler = Pooler(hidden_size)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -87,6 +85,4 @@ class FlavaViT(nn.Module):
             x = x * (1.0 - weight) + self.mask_token * weight
         x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
         x = self.dropout(x + self.position_embeddings((height // self.patch_size, width // self.patch_size)))
-        states = self.encoder(x)
-        last = self.norm(states)
-        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))
+        return self.encoder(x)

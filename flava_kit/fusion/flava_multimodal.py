@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flava_kit.layers import Pooler, TransformerEncoder
+from flava_kit.layers import TransformerEncoder
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
 from flava_kit.tensors import check_tensor
@@ -34,8 +34,6 @@ class FlavaMultimodalFusion(nn.Module):
             num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
             attention_dropout, gradient_checkpointing,
         )  # fmt: skip
-        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.pooler = Pooler(hidden_size)
 
     def forward(
         self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None
@@ -49,6 +47,4 @@ class FlavaMultimodalFusion(nn.Module):
         if text_padding_mask is not None:
             image_part = text_padding_mask.new_ones(batch, 1 + image_len)
             padding = torch.cat([image_part, text_padding_mask], dim=1)
-        states = self.encoder(x, padding)
-        last = self.norm(states)
-        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))
+        return self.encoder(x, padding)

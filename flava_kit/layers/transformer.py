@@ -14,6 +14,8 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from flava_kit.outputs import EncoderOutput
+
 
 def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor | None:
     """``[B, L]`` mask (1 = real token, 0 = padding) -> boolean ``[B, 1, 1, L]`` SDPA mask.
@@ -86,9 +88,11 @@ class TransformerLayer(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    """A stack of :class:`TransformerLayer` (no final norm: the encoders own theirs).
+    """A stack of :class:`TransformerLayer`, a final LayerNorm and a [CLS] pooler.
 
-    With ``gradient_checkpointing`` each layer's activations are recomputed in the backward pass
+    Returns an :class:`~flava_kit.outputs.EncoderOutput`: the states after the final norm, the
+    last layer's states before it (what FLAVA fuses), and the pooled [CLS]. With
+    ``gradient_checkpointing`` each layer's activations are recomputed in the backward pass
     instead of stored (training only).
     """
 
@@ -110,8 +114,10 @@ class TransformerEncoder(nn.Module):
             TransformerLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout, attention_dropout)
             for _ in range(num_layers)
         )
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.pooler = Pooler(hidden_size)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> EncoderOutput:
         """``x``: ``[B, L, H]``; ``padding_mask``: ``[B, L]``, 1 at real tokens, 0 at padding."""
         attn_mask = padding_to_attention_mask(padding_mask)
         for layer in self.layers:
@@ -119,7 +125,8 @@ class TransformerEncoder(nn.Module):
                 x = checkpoint(layer, x, attn_mask, use_reentrant=False)
             else:
                 x = layer(x, attn_mask)
-        return x
+        last = self.norm(x)
+        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=x, pooler_output=self.pooler(last))
 
 
 class Pooler(nn.Module):
