@@ -1,5 +1,13 @@
 """Shared building blocks: one pre-LN transformer layer/encoder for every FLAVA encoder, a pooler."""
 
-from flava_kit.layers.transformer import Attention, Mlp, Pooler, TransformerEncoder, TransformerLayer, padding_to_attention_mask
+from flava_kit.layers.transformer import (
+    Attention,
+    Mlp,
+    Pooler,
+    TransformerEncoder,
+    TransformerLayer,
+    linear,
+    padding_to_attention_mask,
+)
 
-__all__ = ["Attention", "Mlp", "Pooler", "TransformerEncoder", "TransformerLayer", "padding_to_attention_mask"]
+__all__ = ["Attention", "Mlp", "Pooler", "TransformerEncoder", "TransformerLayer", "linear", "padding_to_attention_mask"]

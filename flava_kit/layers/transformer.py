@@ -17,6 +17,48 @@ from torch.utils.checkpoint import checkpoint
 from flava_kit.outputs import EncoderOutput
 
 
+# oneDNN's linear with a fused epilogue (GELU or a residual add): the kernel torch.compile's CPU
+# backend emits. At FLAVA's shapes it beats the MKL GEMM behind F.linear by ~13% and saves a pass
+# over the output. It has no autograd formula, so it serves fp32 CPU inference only.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+
+def _onednn_applies(x: torch.Tensor, layer: nn.Linear) -> bool:
+    return (
+        _ONEDNN_LINEAR is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
+        and not torch.compiler.is_compiling()  # inductor fuses on its own
+    )
+
+
+def linear(
+    x: torch.Tensor,
+    layer: nn.Linear,
+    *,
+    gelu: bool = False,
+    residual: torch.Tensor | None = None,
+    dropout: nn.Module | None = None,
+) -> torch.Tensor:
+    """``residual + dropout(act(layer(x)))`` with ``act`` exact GELU or identity; each part optional.
+
+    One fused oneDNN call in fp32 CPU inference, plain PyTorch ops otherwise.
+    """
+    active_dropout = dropout is not None and dropout.training
+    if not active_dropout and _onednn_applies(x, layer):
+        if residual is not None and not gelu:
+            return _ONEDNN_LINEAR.binary(x, residual, layer.weight, layer.bias, "add")
+        if residual is None:
+            return _ONEDNN_LINEAR(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+    y = layer(x)
+    if gelu:
+        y = F.gelu(y)
+    if active_dropout:
+        y = dropout(y)
+    return y if residual is None else residual + y
+
+
 def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor | None:
     """``[B, L]`` mask (1 = real token, 0 = padding) -> boolean ``[B, 1, 1, L]`` SDPA mask.
 
@@ -31,35 +73,38 @@ def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with fused q/k/v and SDPA."""
+    """Multi-head self-attention with fused q/k/v and SDPA; adds ``residual`` to its output if given."""
 
-    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0):
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, attention_dropout: float = 0.0):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
         self.num_heads = num_heads
-        self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
         self.proj = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``[B, L, H]``; ``attn_mask``: boolean, broadcastable to ``[B, heads, L, L]``."""
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
-        dropout = self.dropout if self.training else 0.0
+        q, k, v = rearrange(linear(x, self.qkv), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        dropout = self.attention_dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
-        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+        # SDPA's CPU and GPU kernels write [B, L, heads, D] memory, so this is a view, not a copy.
+        return linear(rearrange(out, "b h l d -> b l (h d)"), self.proj, residual=residual, dropout=self.dropout)
 
 
 class Mlp(nn.Module):
-    """Linear -> exact GELU -> linear."""
+    """Linear -> exact GELU -> linear; adds ``residual`` to its output if given."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int):
+    def __init__(self, hidden_size: int, intermediate_size: int, dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(hidden_size, intermediate_size)
         self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        return linear(linear(x, self.fc1, gelu=True), self.fc2, residual=residual, dropout=self.dropout)
 
 
 class TransformerLayer(nn.Module):
@@ -77,14 +122,13 @@ class TransformerLayer(nn.Module):
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.attn = Attention(hidden_size, num_heads, qkv_bias, attention_dropout)
+        self.attn = Attention(hidden_size, num_heads, qkv_bias, dropout, attention_dropout)
         self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.mlp = Mlp(hidden_size, intermediate_size)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.mlp = Mlp(hidden_size, intermediate_size, dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm1(x), attn_mask))
-        return x + self.dropout(self.mlp(self.norm2(x)))
+        x = self.attn(self.norm1(x), attn_mask, residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class TransformerEncoder(nn.Module):
