@@ -1,0 +1,68 @@
+"""Co-attention fusion: each modality attends to itself and to the other (ALBEF / ViLBERT style)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from flava_kit.layers import Pooler, padding_to_attention_mask
+from flava_kit.layers.cross_attention import CrossAttentionLayer
+from flava_kit.outputs import EncoderOutput
+from flava_kit.registry import register
+from flava_kit.tensors import check_tensor
+
+
+@register("fusion", "cross_attention")
+class CrossAttentionFusion(nn.Module):
+    """Two streams: text queries attend to image tokens and image queries to text tokens.
+
+    [CLS_M] leads the text stream. The output is laid out as FLAVA's concat fusion's,
+    ``[CLS_M, image..., text...]``, so heads and losses work with either fusion. Attention cost
+    grows with ``Li * Lt`` instead of ``(Li + Lt)^2``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        layer_norm_eps: float = 1e-12,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.gradient_checkpointing = gradient_checkpointing
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        args = (hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout, attention_dropout)
+        self.image_layers = nn.ModuleList(CrossAttentionLayer(*args) for _ in range(num_layers))
+        self.text_layers = nn.ModuleList(CrossAttentionLayer(*args) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.pooler = Pooler(hidden_size)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(
+        self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None
+    ) -> EncoderOutput:
+        """``image_states`` ``[B, Li, H]``, ``text_states`` ``[B, Lt, H]``, ``text_padding_mask`` ``[B, Lt]``."""
+        check_tensor("image_states", image_states, "[B, Li, H]", 3, floating=True)
+        check_tensor("text_states", text_states, "[B, Lt, H]", 3, floating=True)
+        batch = image_states.shape[0]
+        image, text = image_states, torch.cat([self.cls_token.expand(batch, -1, -1), text_states], dim=1)
+        text_mask = None
+        if text_padding_mask is not None:
+            text_mask = padding_to_attention_mask(torch.cat([text_padding_mask.new_ones(batch, 1), text_padding_mask], dim=1))
+        for image_layer, text_layer in zip(self.image_layers, self.text_layers):
+            image, text = self._run(image_layer, image, text, None, text_mask), self._run(text_layer, text, image, text_mask, None)
+        states = torch.cat([text[:, :1], image, text[:, 1:]], dim=1)
+        last = self.norm(states)
+        return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))
+
+    def _run(self, layer: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(layer, *args, use_reentrant=False)
+        return layer(*args)
