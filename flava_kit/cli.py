@@ -33,15 +33,21 @@ def _count(module: Any) -> str:
 
 
 def _component_tree(module: Any, label: str, tree: Tree | None = None) -> Tree:
-    """Nest every recipe-built child module under its parent, with parameter counts."""
+    """Nest every recipe-built component under its parent, with parameter counts."""
     kind, node = module._flava_recipe
     text = f"{label}: [bold]{node['type']}[/bold] ({kind}, {_count(module)})"
     branch = Tree(text) if tree is None else tree.add(text)
-    children = getattr(module, "named_children", lambda: [])()
-    for name, child in children:
-        if hasattr(child, "_flava_recipe"):
-            _component_tree(child, name, branch)
+    _add_components(module, "", branch)
     return branch
+
+
+def _add_components(module: Any, prefix: str, branch: Tree) -> None:
+    # Look through modules a component builds itself (e.g. flava_pretraining's FlavaModel).
+    for name, child in getattr(module, "named_children", lambda: [])():
+        if hasattr(child, "_flava_recipe"):
+            _component_tree(child, prefix + name, branch)
+        else:
+            _add_components(child, f"{prefix}{name}.", branch)
 
 
 def cmd_ls(args: argparse.Namespace) -> None:

@@ -59,11 +59,64 @@ class Fusion(Protocol):
     ) -> Any: ...
 
 
-SLOT_KINDS: dict[type, str] = {ImageEncoder: "encoder", TextEncoder: "encoder", Fusion: "fusion"}
+@runtime_checkable
+class Codebook(Protocol):
+    """``tokens(pixels [B, C, input_size, input_size]) -> LongTensor [B, grid_size[0] * grid_size[1]]``.
+
+    The targets of masked image modelling, computed without autograd.
+    """
+
+    vocab_size: int
+    grid_size: tuple[int, int]
+    input_size: int
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A pretraining loss: a module with a ``weight``, returning a :class:`~flava_kit.outputs.LossOutput`.
+
+    What it reads depends on the objective it serves (see ``FlavaForPreTraining``).
+    """
+
+    weight: float
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class ImageMasking(Protocol):
+    """``(batch_size, generator=None) -> BoolTensor [B, N]``, True at patches to mask."""
+
+    num_patches: int
+
+    def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TextMasking(Protocol):
+    """``(input_ids, special_tokens_mask, generator=None) -> (masked_ids, labels)``; labels -100 where not masked."""
+
+    def __call__(
+        self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+SLOT_KINDS: dict[type, str] = {
+    ImageEncoder: "encoder",
+    TextEncoder: "encoder",
+    Fusion: "fusion",
+    Codebook: "codebook",
+    Objective: "loss",
+    ImageMasking: "masking",
+    TextMasking: "masking",
+}
 """Which registry kind each slot protocol draws its components from."""
 
 
 def missing_members(obj: object, protocol: type) -> list[str]:
     """The members of ``protocol`` that ``obj`` lacks (empty when it satisfies the contract)."""
-    members = [m for m in getattr(protocol, "__annotations__", {})] + ["forward"]
+    methods = [m for m in ("forward", "tokens", "__call__") if m in vars(protocol)]
+    members = list(getattr(protocol, "__annotations__", {})) + methods
     return [m for m in members if not hasattr(obj, m)]

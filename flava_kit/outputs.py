@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -38,3 +38,33 @@ class FlavaOutput:
     image_output: EncoderOutput | None = None
     text_output: EncoderOutput | None = None
     multimodal_output: EncoderOutput | None = None
+
+
+@dataclass
+class LossOutput:
+    """What an objective returns: its weighted loss (a scalar) and the logits it was computed from."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor | tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class PretrainingOutput:
+    """What :class:`~flava_kit.models.flava_pretraining.FlavaForPreTraining` returns.
+
+    ``losses`` holds the objectives that ran (``mim``, ``mlm``, ``itm``, ``global_contrastive``,
+    ``mmm_image``, ``mmm_text``), each already weighted; ``loss`` is their sum (None if none ran).
+    Logit fields carry HF ``FlavaForPreTrainingOutput``'s names.
+    """
+
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    mim_logits: torch.Tensor | None = None
+    mlm_logits: torch.Tensor | None = None
+    itm_logits: torch.Tensor | None = None
+    mmm_image_logits: torch.Tensor | None = None
+    mmm_text_logits: torch.Tensor | None = None
+    contrastive_logits_per_image: torch.Tensor | None = None
+    contrastive_logits_per_text: torch.Tensor | None = None
+    unmasked: FlavaOutput | None = None
+    masked: FlavaOutput | None = None

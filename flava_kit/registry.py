@@ -30,7 +30,7 @@ KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model")
 """Every kind of component, in the order recipes and listings show them."""
 
 # Importing these packages registers every built-in component.
-_BUILTIN_PACKAGES = ("encoders", "fusion", "heads", "losses", "models")
+_BUILTIN_PACKAGES = ("encoders", "fusion", "codebooks", "masking", "heads", "losses", "models")
 
 T = TypeVar("T", bound=Callable[..., Any])
 

@@ -41,8 +41,31 @@ _LAYER_KEY = re.compile(r"encoder\.layers\.(\d+)\.(.*)")
 _IGNORED = re.compile(r"^(flava\.)?text_model\.embeddings\.(position_ids|token_type_ids)$")
 
 
+_HEADS = {"masked_prediction": [("dense.", "transform.dense."), ("norm.", "transform.LayerNorm."), ("decoder.", "decoder.")],
+          "itm": [("pooler.dense.", "pooler.dense."), ("classifier.", "seq_relationship.")]}  # fmt: skip
+_HEAD_OF = {"mim": "masked_prediction", "mlm": "masked_prediction", "mmm_image": "masked_prediction",
+            "mmm_text": "masked_prediction", "itm": "itm"}  # fmt: skip
+# HF ties each masked-prediction head's ``bias`` to its ``decoder.bias``; checkpoints may hold either.
+_TIED_BIAS = re.compile(r"^(mim|mlm|mmm_image|mmm_text)_head\.bias$")
+
+
 def hf_names(key: str) -> list[str]:
-    """HF name(s) of one of our FlavaModel state-dict keys; three for a fused q/k/v tensor."""
+    """HF name(s) of one of our state-dict keys (FlavaModel or FlavaForPreTraining); three for fused q/k/v."""
+    if key.startswith("flava."):
+        return [f"flava.{name}" for name in _flava_names(key[len("flava."):])]
+    if key.startswith("codebook."):
+        return ["image_codebook." + key[len("codebook."):]]  # the same module layout as HF's
+    if key.startswith("objectives."):
+        objective, _, rest = key[len("objectives."):].partition(".")
+        inner = rest.removeprefix("head.")
+        for ours, theirs in _HEADS.get(_HEAD_OF.get(objective, ""), []):
+            if inner.startswith(ours):
+                return [f"{objective}_head.{theirs}{inner[len(ours):]}"]
+        raise CheckpointError(f"no HF FLAVA name for parameter '{key}'")
+    return _flava_names(key)
+
+
+def _flava_names(key: str) -> list[str]:
     head, _, rest = key.partition(".")
     if head in _TOP_LEVEL:
         return [f"{_TOP_LEVEL[head]}.{rest}"]
@@ -66,15 +89,24 @@ def hf_names(key: str) -> list[str]:
 def check_standard(model: Any) -> None:
     """Raise unless ``model`` is built from the standard FLAVA components HF's format can hold."""
     from flava_kit.models.flava import FlavaModel
+    from flava_kit.models.flava_pretraining import FlavaForPreTraining
     from flava_kit.recipes import to_recipe
 
-    if not isinstance(model, FlavaModel):
-        raise CheckpointError(f"the HF FLAVA format holds a flava model, not a {type(model).__name__}")
-    for attribute, (_, expected) in _COMPONENTS.items():
-        actual = to_recipe(getattr(model, attribute))["type"]
-        if actual != expected:
+    if not isinstance(model, (FlavaModel, FlavaForPreTraining)):
+        raise CheckpointError(f"the HF FLAVA format holds a flava or flava_pretraining model, not a {type(model).__name__}")
+    node = to_recipe(model)["model"]
+    expected = {name: kind for name, (_, kind) in _COMPONENTS.items()}
+    if isinstance(model, FlavaForPreTraining):
+        expected["codebook"] = "dalle"
+        objectives = node["objectives"] or {}
+        expected.update({f"objectives.{k}": "global_contrastive" if k == "global_contrastive" else
+                         "itm" if k == "itm" else "masked_prediction" for k in objectives})  # fmt: skip
+        node = {**node, **{f"objectives.{k}": v for k, v in objectives.items()}}
+    for path, kind in expected.items():
+        actual = (node.get(path) or {"type": kind})["type"]
+        if actual != kind:
             raise CheckpointError(
-                f"model.{attribute} is '{actual}': the HF FLAVA format holds only '{expected}' there; "
+                f"model.{path} is '{actual}': the HF FLAVA format holds only '{kind}' there; "
                 f"save the state dict with safetensors instead, and the recipe beside it"
             )
 
@@ -87,25 +119,34 @@ def to_hf_state_dict(model: Any) -> dict[str, torch.Tensor]:
         names = hf_names(key)
         parts = tensor.chunk(len(names), dim=0) if len(names) > 1 else (tensor,)
         state.update({name: part.contiguous() for name, part in zip(names, parts)})
+        if names[0].endswith("_head.decoder.bias"):  # HF's tied copy, so its loader finds both
+            state[names[0].replace(".decoder.bias", ".bias")] = tensor.clone()
     return state
 
 
 def load_hf_state_dict(model: Any, hf_state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Copy an HF ``FlavaModel`` state dict into ``model``; return the keys that were skipped.
+    """Copy an HF FLAVA state dict into ``model``; return the keys that were skipped.
 
-    A ``FlavaForPreTraining`` state dict (``flava.`` prefix) loads its FlavaModel part; its heads
-    and codebook are returned as skipped. Missing keys and unexpected FlavaModel keys are errors.
+    Into a FlavaModel, a ``FlavaForPreTraining`` state dict loads its ``flava.`` part; its heads
+    and codebook are returned as skipped. Missing, unexpected or mis-shaped keys are errors.
     """
+    from flava_kit.models.flava import FlavaModel
+
     check_standard(model)
-    pretraining = any(k.startswith("flava.") for k in hf_state)
-    available, skipped = {}, []
+    only_flava_part = isinstance(model, FlavaModel) and any(k.startswith("flava.") for k in hf_state)
+    available, skipped, tied = {}, [], {}
     for key, tensor in hf_state.items():
         if _IGNORED.match(key):
             continue
-        if pretraining and not key.startswith("flava."):
+        if only_flava_part and not key.startswith("flava."):
             skipped.append(key)
             continue
-        available[key.removeprefix("flava.") if pretraining else key] = tensor
+        if _TIED_BIAS.match(key):
+            tied[key.replace(".bias", ".decoder.bias")] = tensor
+            continue
+        available[key.removeprefix("flava.") if only_flava_part else key] = tensor
+    for key, tensor in tied.items():  # a checkpoint that kept only the tied name
+        available.setdefault(key, tensor)
     ours, missing, mismatched = {}, [], []
     for key, target in model.state_dict().items():
         names = hf_names(key)
@@ -130,8 +171,8 @@ def load_hf_state_dict(model: Any, hf_state: dict[str, torch.Tensor], source: st
 
 
 # --- configs ------------------------------------------------------------------------------------
-def recipe_from_hf_config(config: Any) -> dict:
-    """The flava_kit recipe of an HF ``FlavaConfig``."""
+def recipe_from_hf_config(config: Any, pretraining: bool = False) -> dict:
+    """The flava_kit recipe of an HF ``FlavaConfig``: a ``flava`` model, or ``flava_pretraining``."""
     image, text, fusion = config.image_config, config.text_config, config.multimodal_config
     for name, sub in (("image_config", image), ("text_config", text), ("multimodal_config", fusion)):
         if sub.hidden_act != "gelu":
@@ -146,7 +187,7 @@ def recipe_from_hf_config(config: Any) -> dict:
             "dropout": sub.hidden_dropout_prob, "attention_dropout": sub.attention_probs_dropout_prob,
         }  # fmt: skip
 
-    return {
+    recipe = {
         "recipe_version": 1,
         "model": {
             "type": "flava",
@@ -159,6 +200,35 @@ def recipe_from_hf_config(config: Any) -> dict:
             "projection_dim": config.projection_dim,
             "logit_scale_init": config.logit_scale_init_value,
         },
+    }  # fmt: skip
+    if pretraining:
+        recipe["model"].update(_pretraining_nodes(config))
+    return recipe
+
+
+def _pretraining_nodes(config: Any) -> dict:
+    """The codebook and objectives of HF ``FlavaForPreTraining`` (its heads' widths, eps and weights)."""
+    image, text, codebook = config.image_config, config.text_config, config.image_codebook_config
+    ignore = config.ce_ignore_index
+
+    def masked(sub: Any, weight: float) -> dict:
+        return {"type": "masked_prediction", "hidden_size": sub.hidden_size, "vocab_size": sub.vocab_size,
+                "layer_norm_eps": sub.layer_norm_eps, "weight": weight, "ignore_index": ignore}  # fmt: skip
+
+    grid = image.image_size // image.patch_size
+    return {
+        "type": "flava_pretraining",
+        "codebook": {"type": "dalle", "hidden_size": codebook.hidden_size, "num_blocks_per_group": codebook.num_blocks_per_group,
+                     "vocab_size": codebook.vocab_size, "input_channels": codebook.input_channels, "input_size": 8 * grid},
+        "objectives": {
+            "mim": masked(image, config.mim_weight),
+            "mlm": masked(text, config.mlm_weight),
+            "itm": {"type": "itm", "hidden_size": config.hidden_size, "weight": config.itm_weight},
+            "global_contrastive": {"type": "global_contrastive", "weight": config.global_contrastive_weight},
+            "mmm_image": masked(image, config.mmm_image_weight),
+            "mmm_text": masked(text, config.mmm_text_weight),
+        },
+        "ignore_index": ignore,
     }  # fmt: skip
 
 
@@ -177,15 +247,26 @@ def hf_config_from_recipe(recipe: dict) -> Any:
         }  # fmt: skip
 
     image, text = model["image_encoder"], model["text_encoder"]
+    extra: dict[str, Any] = {"architectures": ["FlavaModel"]}
+    image_vocab = {}
+    if model["type"] == "flava_pretraining":
+        objectives, codebook = model["objectives"] or {}, model["codebook"]
+        weights = {f"{name}_weight": node["weight"] for name, node in objectives.items()}
+        missing = {f"{name}_weight": 0.0 for name in ("mim", "mlm", "itm", "global_contrastive", "mmm_image", "mmm_text")}
+        extra = {"architectures": ["FlavaForPreTraining"], **missing, **weights, "ce_ignore_index": model["ignore_index"],
+                 "hidden_size": model["fusion"]["hidden_size"], "init_codebook": codebook is not None}  # fmt: skip
+        if codebook is not None:
+            image_vocab = {"vocab_size": codebook["vocab_size"]}
+            extra["image_codebook_config"] = {key: codebook[key] for key in ("hidden_size", "num_blocks_per_group", "vocab_size", "input_channels")}
     return FlavaConfig(
         image_config={**transformer(image), "image_size": image["image_size"], "patch_size": image["patch_size"],
-                      "num_channels": image["num_channels"]},
+                      "num_channels": image["num_channels"], **image_vocab},
         text_config={**transformer(text), "vocab_size": text["vocab_size"], "type_vocab_size": text["type_vocab_size"],
                      "max_position_embeddings": text["max_position_embeddings"], "pad_token_id": text["pad_token_id"]},
         multimodal_config={**transformer(model["fusion"]), "use_cls_token": True},
         projection_dim=model["projection_dim"],
         logit_scale_init_value=model["logit_scale_init"],
-        architectures=["FlavaModel"],
+        **extra,
     )  # fmt: skip
 
 
@@ -218,12 +299,13 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
     return state, str(found)
 
 
-def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
-    """Build a FlavaModel from an HF FLAVA directory (``FlavaModel`` or ``FlavaForPreTraining``).
+def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = (), model: str = "auto") -> Any:
+    """Build a model from an HF FLAVA directory (``FlavaModel`` or ``FlavaForPreTraining``).
 
-    ``overrides`` apply to the recipe derived from ``config.json`` (e.g.
-    ``model.image_encoder.gradient_checkpointing=true``). Weights in the checkpoint that a
-    FlavaModel does not hold (pretraining heads, codebook) are listed in ``model.skipped_keys``.
+    ``model="auto"`` builds what the checkpoint holds (``flava`` or ``flava_pretraining``, with
+    heads and codebook); ``model="flava"`` loads only the FlavaModel part of a pretraining
+    checkpoint and lists what it left out in ``skipped_keys``. ``overrides`` apply to the recipe
+    derived from ``config.json`` (e.g. ``model.image_encoder.gradient_checkpointing=true``).
     """
     from transformers import FlavaConfig
 
@@ -236,11 +318,16 @@ def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = (
         config = FlavaConfig.from_pretrained(directory)
     except Exception as exc:
         raise CheckpointError(f"{directory / 'config.json'}: not a valid FlavaConfig ({type(exc).__name__}: {exc})") from exc
-    recipe = load_recipe(recipe_from_hf_config(config), overrides)
+    if model not in ("auto", "flava", "flava_pretraining"):
+        raise CheckpointError(f"model must be 'auto', 'flava' or 'flava_pretraining', got {model!r}")
     state, source = read_weights(directory)
-    model = build(recipe)
-    model.skipped_keys = load_hf_state_dict(model, state, source)
-    return model
+    holds_pretraining = any(key.startswith("flava.") for key in state)
+    if model == "flava_pretraining" and not holds_pretraining:
+        raise CheckpointError(f"{source} holds a FlavaModel, without the pretraining heads and codebook")
+    pretraining = holds_pretraining and model != "flava"
+    built = build(load_recipe(recipe_from_hf_config(config, pretraining), overrides))
+    built.skipped_keys = load_hf_state_dict(built, state, source)
+    return built
 
 
 def save_pretrained(model: Any, path: str | Path) -> None:

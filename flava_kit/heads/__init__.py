@@ -1,1 +1,6 @@
 """Heads on top of encoders (registry kind ``head``)."""
+
+from flava_kit.heads.itm import ITMHead
+from flava_kit.heads.masked_prediction import MaskedPredictionHead
+
+__all__ = ["ITMHead", "MaskedPredictionHead"]

@@ -1,0 +1,58 @@
+"""FLAVA's global contrastive loss, gathered over every rank when training is distributed."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
+from torch import nn
+
+from flava_kit.outputs import LossOutput
+from flava_kit.registry import register
+
+
+def gather_batches(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All ranks' ``x`` concatenated (gradients flow back to every rank), and this rank's offset."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    return torch.cat(dist_fn.all_gather(x)), dist.get_rank() * x.shape[0]
+
+
+@register("loss", "global_contrastive")
+class GlobalContrastiveLoss(nn.Module):
+    """Symmetric InfoNCE between image and text features over the *global* batch, times ``weight``.
+
+    Each rank scores its own images against every rank's texts (and vice versa), gathered with
+    ``torch.distributed.nn.functional.all_gather`` so gradients reach every rank. The temperature
+    is ``exp(logit_scale)``; in training the scale is clamped to [``logit_scale_min``,
+    ``logit_scale_max``] (0 and ln 100) as FLAVA does.
+    """
+
+    def __init__(self, weight: float = 1.0, logit_scale_min: float = 0.0, logit_scale_max: float = math.log(100)):
+        super().__init__()
+        self.weight, self.logit_scale_min, self.logit_scale_max = weight, logit_scale_min, logit_scale_max
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """``*_features`` ``[B, D]`` (L2-normalised); ``keep`` ``[B]`` picks the rows scored (positive pairs)."""
+        if self.training:
+            with torch.no_grad():
+                logit_scale.clamp_(self.logit_scale_min, self.logit_scale_max)
+        all_images, offset = gather_batches(image_features)
+        all_texts, _ = gather_batches(text_features)
+        scale = logit_scale.exp()
+        per_image = image_features @ all_texts.T * scale
+        per_text = text_features @ all_images.T * scale
+        labels = torch.arange(image_features.shape[0], device=image_features.device) + offset
+        if keep is not None:
+            per_image, per_text, labels = per_image[keep], per_text[keep], labels[keep]
+        loss = (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
+        return LossOutput(loss=loss * self.weight, logits=(per_image, per_text))

@@ -1,0 +1,117 @@
+"""BEiT/FLAVA block masking, generated for a whole batch at once in torch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from flava_kit.registry import register
+
+
+@register("masking", "block")
+class BlockMasking:
+    """Rectangular blocks of patches until ``num_masking_patches`` are masked (HF ``FlavaMaskingGenerator``).
+
+    Same distribution as HF's generator: each block has at least ``min_block_patches`` (fewer only
+    when fewer remain), an aspect ratio in [``min_aspect``, ``1/min_aspect``], and up to
+    ``attempts`` tries to land where it masks something new without overshooting. Rows of a batch
+    are drawn together: all of a round's attempts are evaluated at once against integral images of
+    the masks, which equals trying them one by one because a mask only changes on success.
+    With ``exact``, rows that stop short get random extra patches to reach the count exactly.
+    """
+
+    def __init__(
+        self,
+        grid: int = 14,
+        num_masking_patches: int = 75,
+        min_block_patches: int = 16,
+        max_block_patches: int | None = None,
+        min_aspect: float = 0.3,
+        max_aspect: float | None = None,
+        attempts: int = 10,
+        exact: bool = False,
+    ):
+        if not 0 < num_masking_patches <= grid * grid:
+            raise ValueError(f"num_masking_patches must be in 1..{grid * grid}, got {num_masking_patches}")
+        self.grid_size = (grid, grid)
+        self.num_patches = grid * grid
+        self.num_masking_patches = num_masking_patches
+        self.min_block_patches = min_block_patches
+        self.max_block_patches = max_block_patches or num_masking_patches
+        self.log_aspect = (math.log(min_aspect), math.log(max_aspect or 1 / min_aspect))
+        self.attempts = attempts
+        self.exact = exact
+
+    def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[batch_size, grid * grid]`` booleans, True at masked patches."""
+        rows, cols = self.grid_size
+        result = torch.zeros(batch_size, rows * cols, dtype=torch.bool)
+        # State of the rows still being masked, kept compact: finished rows leave it.
+        index = torch.arange(batch_size)
+        mask = torch.zeros(batch_size, rows, cols, dtype=torch.bool)
+        count = torch.zeros(batch_size, dtype=torch.long)
+        integral = torch.zeros(batch_size, rows + 1, cols + 1, dtype=torch.int32)  # zero first row/column
+        r_index, c_index = torch.arange(rows), torch.arange(cols)
+        low, high = self.log_aspect
+
+        while index.numel():
+            n, tries = index.numel(), self.attempts
+            draws = torch.rand(4, n, tries, generator=generator)
+            budget = (self.num_masking_patches - count).clamp(max=self.max_block_patches)[:, None]
+            area = self.min_block_patches + draws[0] * (budget - self.min_block_patches)
+            aspect = torch.exp(low + draws[1] * (high - low))
+            height = torch.round(torch.sqrt(area * aspect)).long()
+            width = torch.round(torch.sqrt(area / aspect)).long()
+            fits = (width < cols) & (height < rows)
+            height, width = height * fits, width * fits  # a block that does not fit masks nothing
+            top = (draws[2] * (rows - height + 1)).long()
+            left = (draws[3] * (cols - width + 1)).long()
+            # Already-masked patches inside every candidate block at once, from integral images.
+            integral[:n, 1:, 1:] = mask.cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+            flat = integral[:n].view(n, -1)
+            bottom, right = top + height, left + width
+            corners = torch.stack([bottom * (cols + 1) + right, top * (cols + 1) + left, top * (cols + 1) + right, bottom * (cols + 1) + left])
+            values = flat.gather(1, corners.permute(1, 0, 2).reshape(n, -1)).view(n, 4, tries)
+            new = height * width - (values[:, 0] + values[:, 1] - values[:, 2] - values[:, 3])
+            ok = fits & (new > 0) & (new <= budget)
+            placed = ok.any(1)
+            choice = ok.long().argmax(1, keepdim=True)  # the first attempt that works, as HF's loop
+            t, l, h, w = (v.gather(1, choice) for v in (top, left, height, width))
+            h, w = h * placed[:, None], w * placed[:, None]  # rows where no attempt worked place nothing
+            mask |= ((r_index >= t) & (r_index < t + h))[:, :, None] & ((c_index >= l) & (c_index < l + w))[:, None, :]
+            count += new.gather(1, choice)[:, 0] * placed
+            going = placed & (count < self.num_masking_patches)
+            if not bool(going.all()):
+                done = ~going
+                result[index[done]] = mask[done].flatten(1)
+                index, mask, count = index[going], mask[going], count[going]
+        if self.exact:
+            result = _top_up(result, self.num_masking_patches, generator)
+        return result
+
+
+def _top_up(mask: torch.Tensor, target: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Mask random extra patches in rows with fewer than ``target``."""
+    deficit = target - mask.sum(1, keepdim=True)
+    noise = torch.rand(mask.shape, generator=generator).masked_fill(mask, 2.0)  # masked ones sort last
+    rank = noise.argsort(1).argsort(1)
+    return mask | (rank < deficit)
+
+
+@register("masking", "random")
+class RandomMasking:
+    """Exactly ``round(ratio * N)`` patches per image, chosen uniformly (MAE-style)."""
+
+    def __init__(self, grid: int = 14, ratio: float = 0.4):
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+        self.grid_size = (grid, grid)
+        self.num_patches = grid * grid
+        self.num_masking_patches = round(ratio * self.num_patches)
+
+    def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[batch_size, grid * grid]`` booleans, True at masked patches."""
+        rank = torch.rand(batch_size, self.num_patches, generator=generator).argsort(1).argsort(1)
+        return rank < self.num_masking_patches
