@@ -167,7 +167,8 @@ class Registry:
         module = getattr(target, "__module__", "?")
         origin = "built-in" if module.split(".")[0] == "flava_kit" else "runtime"
         with self._lock:
-            self._load_builtins()
+            if origin == "runtime":  # a clash with a built-in must be seen; built-ins register while loading
+                self._load_builtins()
             existing = self._entries[kind].get(name)
             if existing is not None and not replace and existing.load() is not target:
                 raise RegistryError(

@@ -116,3 +116,15 @@ def test_registration_is_thread_safe(scratch_registry):
         t.join()
     assert len(registry.list("head", "thread_*")) == 400
     assert len(errors) == 7
+
+
+def test_every_package_imports_first_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    packages = ["encoders", "fusion", "codebooks", "masking", "heads", "losses", "models", "checkpoints", "layers", "recipes", "cli"]
+    code = "; ".join(
+        f"import subprocess, sys; subprocess.run([sys.executable, '-c', 'import flava_kit.{p}; from flava_kit import registry; registry.list()'], check=True)"
+        for p in packages
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
