@@ -67,7 +67,7 @@ def test_block_mask_rows_are_independent():
     expected = (frequency**2 + (1 - frequency) ** 2).sum()  # agreement of two independent rows
     observed = (masks[::2] == masks[1::2]).float().sum(1).mean()
     assert abs(observed - expected) < 1.0
-    assert len({tuple(row.tolist()) for row in masks[:500].bool()}) == 500
+    assert len({tuple(row.tolist()) for row in masks[:500].bool()}) > 490  # repeats are rare, not impossible
 
 
 @st.composite

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -50,14 +51,19 @@ class BlockMasking:
         result = torch.zeros(batch_size, rows * cols, dtype=torch.bool)
         # State of the rows still being masked, kept compact: finished rows leave it.
         index = torch.arange(batch_size)
-        mask = torch.zeros(batch_size, rows, cols, dtype=torch.bool)
+        mask = torch.zeros(batch_size, rows, cols, dtype=torch.uint8)  # 0/1, summed directly by cumsum
         count = torch.zeros(batch_size, dtype=torch.long)
+        tried = torch.zeros(batch_size, dtype=torch.long)  # attempts spent on the current block
         integral = torch.zeros(batch_size, rows + 1, cols + 1, dtype=torch.int32)  # zero first row/column
         r_index, c_index = torch.arange(rows), torch.arange(cols)
         low, high = self.log_aspect
 
-        while index.numel():
-            n, tries = index.numel(), self.attempts
+        for round_ in itertools.count():
+            if not index.numel():
+                break
+            # Early blocks almost always land at the first attempt, so early rounds evaluate three;
+            # a row that missed goes on with its next attempts next round (HF's sequence exactly).
+            n, tries = index.numel(), min(3 if round_ < 3 else self.attempts, self.attempts)
             draws = torch.rand(4, n, tries, generator=generator)
             budget = (self.num_masking_patches - count).clamp(max=self.max_block_patches)[:, None]
             area = self.min_block_patches + draws[0] * (budget - self.min_block_patches)
@@ -68,25 +74,31 @@ class BlockMasking:
             height, width = height * fits, width * fits  # a block that does not fit masks nothing
             top = (draws[2] * (rows - height + 1)).long()
             left = (draws[3] * (cols - width + 1)).long()
-            # Already-masked patches inside every candidate block at once, from integral images.
-            integral[:n, 1:, 1:] = mask.cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
-            flat = integral[:n].view(n, -1)
-            bottom, right = top + height, left + width
-            corners = torch.stack([bottom * (cols + 1) + right, top * (cols + 1) + left, top * (cols + 1) + right, bottom * (cols + 1) + left])
-            values = flat.gather(1, corners.permute(1, 0, 2).reshape(n, -1)).view(n, 4, tries)
-            new = height * width - (values[:, 0] + values[:, 1] - values[:, 2] - values[:, 3])
-            ok = fits & (new > 0) & (new <= budget)
+            new = height * width
+            if round_ > 0:  # subtract already-masked patches inside every candidate block (round 0: none)
+                integral[:n, 1:, 1:] = mask.cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+                flat = integral[:n].view(n, -1)
+                bottom, right = top + height, left + width
+                corners = torch.stack([bottom * (cols + 1) + right, top * (cols + 1) + left, top * (cols + 1) + right, bottom * (cols + 1) + left])
+                values = flat.gather(1, corners.permute(1, 0, 2).reshape(n, -1)).view(n, 4, tries)
+                new = new - (values[:, 0] + values[:, 1] - values[:, 2] - values[:, 3])
+            allowed = (tried[:, None] + torch.arange(tries)) < self.attempts
+            ok = fits & (new > 0) & (new <= budget) & allowed
             placed = ok.any(1)
             choice = ok.long().argmax(1, keepdim=True)  # the first attempt that works, as HF's loop
             t, l, h, w = (v.gather(1, choice) for v in (top, left, height, width))
             h, w = h * placed[:, None], w * placed[:, None]  # rows where no attempt worked place nothing
-            mask |= ((r_index >= t) & (r_index < t + h))[:, :, None] & ((c_index >= l) & (c_index < l + w))[:, None, :]
+            # (index - start) as unsigned is below the size exactly when start <= index < start + size.
+            in_rows = ((r_index - t).to(torch.uint8) < h.to(torch.uint8)).to(torch.uint8)
+            in_cols = ((c_index - l).to(torch.uint8) < w.to(torch.uint8)).to(torch.uint8)
+            mask |= in_rows[:, :, None] * in_cols[:, None, :]
             count += new.gather(1, choice)[:, 0] * placed
-            going = placed & (count < self.num_masking_patches)
+            tried = torch.where(placed, 0, tried + tries)
+            going = (placed & (count < self.num_masking_patches)) | (~placed & (tried < self.attempts))
             if not bool(going.all()):
                 done = ~going
-                result[index[done]] = mask[done].flatten(1)
-                index, mask, count = index[going], mask[going], count[going]
+                result[index[done]] = mask[done].flatten(1).bool()
+                index, mask, count, tried = index[going], mask[going], count[going], tried[going]
         if self.exact:
             result = _top_up(result, self.num_masking_patches, generator)
         return result
