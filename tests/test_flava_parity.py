@@ -93,7 +93,11 @@ def test_pretraining_checkpoint_loads_its_flava_model_part(tmp_path):
     torch.manual_seed(0)
     pretraining = FlavaForPreTraining(config).eval()
     pretraining.save_pretrained(tmp_path)
-    ours = flava_kit.from_pretrained(tmp_path).eval()
+    # Its heads are narrower than its fusion: HF builds that but could never run MMM, and neither
+    # will flava_kit build it whole; the FlavaModel part loads on request.
+    with pytest.raises(flava_kit.errors.BuildError, match=r"objectives\.mmm_image\.hidden_size 32 != fusion\.hidden_size 24"):
+        flava_kit.from_pretrained(tmp_path)
+    ours = flava_kit.from_pretrained(tmp_path, model="flava").eval()
     skipped_prefixes = {k.split(".")[0] for k in ours.skipped_keys}
     assert skipped_prefixes == {"image_codebook", "mim_head", "mlm_head", "itm_head", "mmm_image_head", "mmm_text_head"}
     compare(pretraining.flava, ours, batch(config))

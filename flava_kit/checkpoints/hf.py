@@ -18,72 +18,40 @@ from safetensors.torch import load_file, save_file
 
 from flava_kit.errors import CheckpointError
 
-# Component (our attribute) -> HF attribute, and the type each must have to map 1:1.
-_COMPONENTS = {
-    "image_encoder": ("image_model", "flava_vit"),
-    "text_encoder": ("text_model", "flava_text"),
-    "fusion": ("multimodal_model", "flava_multimodal"),
-}
-_TOP_LEVEL = {"image_to_fusion": "image_to_mm_projection", "text_to_fusion": "text_to_mm_projection"}
-_EMBEDDINGS = {  # inside a component: our prefix -> HF prefix (first match wins)
-    "image_model": [("patch_embed.", "embeddings.patch_embeddings.projection."), ("cls_token", "embeddings.cls_token"),
-                    ("mask_token", "embeddings.mask_token"), ("pos_embed", "embeddings.position_embeddings")],
-    "text_model": [("word_embeddings.", "embeddings.word_embeddings."), ("position_embeddings.", "embeddings.position_embeddings."),
-                   ("token_type_embeddings.", "embeddings.token_type_embeddings."), ("embed_norm.", "embeddings.LayerNorm.")],
-    "multimodal_model": [],
-}  # fmt: skip
-_COMMON = [("encoder.norm.", "layernorm."), ("encoder.pooler.", "pooler."), ("cls_token", "cls_token")]
-_LAYER = [("norm1.", "layernorm_before."), ("norm2.", "layernorm_after."), ("attn.proj.", "attention.output.dense."),
-          ("mlp.fc1.", "intermediate.dense."), ("mlp.fc2.", "output.dense.")]  # fmt: skip
-_QKV = ("attention.attention.query.", "attention.attention.key.", "attention.attention.value.")
-_LAYER_KEY = re.compile(r"encoder\.layers\.(\d+)\.(.*)")
+from flava_kit.checkpoints.mapping import Layout, foreign_names, load_mapped
+
+_MASKED_HEAD = [("dense.", "transform.dense."), ("norm.", "transform.LayerNorm."), ("decoder.", "decoder.")]
+HF = Layout(
+    flava_prefix="flava.",
+    components={"image_encoder": "image_model", "text_encoder": "text_model", "fusion": "multimodal_model",
+                "image_to_fusion": "image_to_mm_projection", "text_to_fusion": "text_to_mm_projection"},
+    embeddings={
+        "image_encoder": [("patch_embed.", "embeddings.patch_embeddings.projection."), ("cls_token", "embeddings.cls_token"),
+                          ("mask_token", "embeddings.mask_token"), ("pos_embed", "embeddings.position_embeddings")],
+        "text_encoder": [("word_embeddings.", "embeddings.word_embeddings."), ("position_embeddings.", "embeddings.position_embeddings."),
+                         ("token_type_embeddings.", "embeddings.token_type_embeddings."), ("embed_norm.", "embeddings.LayerNorm.")],
+        "fusion": [],
+    },
+    common=[("encoder.norm.", "layernorm."), ("encoder.pooler.", "pooler."), ("cls_token", "cls_token")],
+    layer=[("norm1.", "layernorm_before."), ("norm2.", "layernorm_after."), ("attn.proj.", "attention.output.dense."),
+           ("mlp.fc1.", "intermediate.dense."), ("mlp.fc2.", "output.dense.")],
+    qkv=("attention.attention.query.", "attention.attention.key.", "attention.attention.value."),
+    layer_path="encoder.layer",
+    heads={**{name: (f"{name}_head.", _MASKED_HEAD) for name in ("mim", "mlm", "mmm_image", "mmm_text")},
+           "itm": ("itm_head.", [("pooler.dense.", "pooler.dense."), ("classifier.", "seq_relationship.")])},
+    codebook=lambda key: "image_codebook." + key,  # the same module layout as HF's
+    logit_scale="flava.logit_scale",
+)  # fmt: skip
+_COMPONENTS = {"image_encoder": "flava_vit", "text_encoder": "flava_text", "fusion": "flava_multimodal"}
 # Buffers some HF checkpoints carry that hold no learned state.
 _IGNORED = re.compile(r"^(flava\.)?text_model\.embeddings\.(position_ids|token_type_ids)$")
-
-
-_HEADS = {"masked_prediction": [("dense.", "transform.dense."), ("norm.", "transform.LayerNorm."), ("decoder.", "decoder.")],
-          "itm": [("pooler.dense.", "pooler.dense."), ("classifier.", "seq_relationship.")]}  # fmt: skip
-_HEAD_OF = {"mim": "masked_prediction", "mlm": "masked_prediction", "mmm_image": "masked_prediction",
-            "mmm_text": "masked_prediction", "itm": "itm"}  # fmt: skip
 # HF ties each masked-prediction head's ``bias`` to its ``decoder.bias``; checkpoints may hold either.
 _TIED_BIAS = re.compile(r"^(mim|mlm|mmm_image|mmm_text)_head\.bias$")
 
 
 def hf_names(key: str) -> list[str]:
     """HF name(s) of one of our state-dict keys (FlavaModel or FlavaForPreTraining); three for fused q/k/v."""
-    if key.startswith("flava."):
-        return [f"flava.{name}" for name in _flava_names(key[len("flava."):])]
-    if key.startswith("codebook."):
-        return ["image_codebook." + key[len("codebook."):]]  # the same module layout as HF's
-    if key.startswith("objectives."):
-        objective, _, rest = key[len("objectives."):].partition(".")
-        inner = rest.removeprefix("head.")
-        for ours, theirs in _HEADS.get(_HEAD_OF.get(objective, ""), []):
-            if inner.startswith(ours):
-                return [f"{objective}_head.{theirs}{inner[len(ours):]}"]
-        raise CheckpointError(f"no HF FLAVA name for parameter '{key}'")
-    return _flava_names(key)
-
-
-def _flava_names(key: str) -> list[str]:
-    head, _, rest = key.partition(".")
-    if head in _TOP_LEVEL:
-        return [f"{_TOP_LEVEL[head]}.{rest}"]
-    if head not in _COMPONENTS:
-        return [key]  # image_projection, text_projection, logit_scale: same names
-    hf = _COMPONENTS[head][0]
-    layer = _LAYER_KEY.fullmatch(rest)
-    if layer:
-        index, inner = layer.groups()
-        if inner.startswith("attn.qkv."):
-            return [f"{hf}.encoder.layer.{index}.{q}{inner[len('attn.qkv.'):]}" for q in _QKV]
-        for ours, theirs in _LAYER:
-            if inner.startswith(ours):
-                return [f"{hf}.encoder.layer.{index}.{theirs}{inner[len(ours):]}"]
-    for ours, theirs in _EMBEDDINGS[hf] + _COMMON:
-        if rest.startswith(ours):
-            return [f"{hf}.{theirs}{rest[len(ours):]}"]
-    raise CheckpointError(f"no HF FLAVA name for parameter '{key}'")
+    return foreign_names(key, HF, pretraining=key.startswith(("flava.", "codebook.", "objectives.")))
 
 
 def check_standard(model: Any) -> None:
@@ -95,7 +63,7 @@ def check_standard(model: Any) -> None:
     if not isinstance(model, (FlavaModel, FlavaForPreTraining)):
         raise CheckpointError(f"the HF FLAVA format holds a flava or flava_pretraining model, not a {type(model).__name__}")
     node = to_recipe(model)["model"]
-    expected = {name: kind for name, (_, kind) in _COMPONENTS.items()}
+    expected = dict(_COMPONENTS)
     if isinstance(model, FlavaForPreTraining):
         expected["codebook"] = "dalle"
         objectives = node["objectives"] or {}
@@ -147,26 +115,7 @@ def load_hf_state_dict(model: Any, hf_state: dict[str, torch.Tensor], source: st
         available[key.removeprefix("flava.") if only_flava_part else key] = tensor
     for key, tensor in tied.items():  # a checkpoint that kept only the tied name
         available.setdefault(key, tensor)
-    ours, missing, mismatched = {}, [], []
-    for key, target in model.state_dict().items():
-        names = hf_names(key)
-        if any(n not in available for n in names):
-            missing += [n for n in names if n not in available]
-            continue
-        tensor = torch.cat([available.pop(n) for n in names]) if len(names) > 1 else available.pop(names[0])
-        if tensor.shape != target.shape:
-            mismatched.append(f"{names[0]}: checkpoint {tuple(tensor.shape)}, model {tuple(target.shape)}")
-        ours[key] = tensor
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
-    if available:
-        problems.append(f"unexpected keys ({len(available)}): {', '.join(sorted(available)[:20])}{' ...' if len(available) > 20 else ''}")
-    if mismatched:
-        problems.append(f"shape mismatches: {'; '.join(mismatched[:20])}")
-    if problems:
-        raise CheckpointError(f"{source} does not match the model built from its config.json:\n  " + "\n  ".join(problems))
-    model.load_state_dict(ours, strict=True)
+    load_mapped(model, available, hf_names, source)
     return sorted(skipped)
 
 

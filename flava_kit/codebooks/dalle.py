@@ -69,6 +69,7 @@ class DalleCodebook(nn.Module):
             blocks[f"group_{g + 1}"].group = nn.Sequential(group)
         blocks["output"] = nn.Sequential(OrderedDict([("relu", nn.ReLU()), ("conv", nn.Conv2d(8 * hidden_size, vocab_size, 1))]))
         self.blocks = nn.ModuleDict(blocks)
+        self.to(memory_format=torch.channels_last)  # oneDNN's convolutions run ~10% faster on NHWC
         self.frozen = frozen
         if frozen:
             self.requires_grad_(False)
@@ -77,7 +78,7 @@ class DalleCodebook(nn.Module):
         """``[B, vocab_size, rows, cols]`` token logits."""
         check_tensor("codebook_pixel_values", pixels, f"[B, {self.input_channels}, {self.input_size}, {self.input_size}]", 4, floating=True)
         check_size("codebook_pixel_values", pixels, 1, self.input_channels, f"[B, {self.input_channels}, H, W]")
-        x = pixels
+        x = pixels.contiguous(memory_format=torch.channels_last)
         for name, block in self.blocks.items():
             x = block(x) if name in ("input", "output") else block.group(x)
         return x

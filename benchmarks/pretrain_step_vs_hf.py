@@ -1,0 +1,149 @@
+"""A full FLAVA pretraining step, flava_kit vs HF transformers' FlavaForPreTraining, side by side.
+
+Same full config and weights (HF's, loaded through ``flava_kit.from_pretrained``), the same paired
+batch (224 px images with 75 block-masked patches, 77 tokens with 15% MLM masking, 112 px codebook
+pixels, matched pairs), fp32 on the CPU. A step is forward + backward + AdamW (fused, for both);
+steps are timed interleaved after warm-up, in one process.
+
+    python benchmarks/pretrain_step_vs_hf.py [--batch 2] [--memory-batch 4] [--rounds 3]
+
+Activation memory (at ``--memory-batch``): in a fresh process per model, with glibc returning
+large blocks to the system so resident memory follows live memory,
+
+- ``held MiB``: resident memory after the forward (graph alive) minus before it;
+- ``saved MiB``: the bytes autograd saved for backward, counted through saved-tensor hooks
+  (each storage once, parameters excluded): exact and deterministic.
+
+Parameters and optimizer state are the same for both and are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import FlavaConfig, FlavaForPreTraining
+
+import flava_kit
+from flava_kit.masking import BlockMasking, MlmMasking
+
+
+def load(which: str, directory: str):
+    model = FlavaForPreTraining.from_pretrained(directory) if which == "hf" else flava_kit.from_pretrained(directory)
+    return model.train()
+
+
+def batch(size: int, text_length: int = 77) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (size, text_length), generator=generator)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    masked_ids, labels = MlmMasking()(ids, special, generator)
+    return {
+        "pixel_values": torch.randn(size, 3, 224, 224, generator=generator),
+        "codebook_pixel_values": torch.rand(size, 3, 112, 112, generator=generator) * 0.8 + 0.1,
+        "bool_masked_pos": BlockMasking()(size, generator),
+        "input_ids": ids,
+        "input_ids_masked": masked_ids,
+        "mlm_labels": labels,
+        "attention_mask": torch.ones_like(ids),
+        "itm_labels": torch.ones(size, dtype=torch.long),
+    }
+
+
+def step(model, optimizer, inputs: dict) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(**{k: v.clone() for k, v in inputs.items()}).loss  # HF edits mim labels in place
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _rss_mib() -> float:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def measure_memory(which: str, directory: str, size: int) -> tuple[float, float]:
+    """In this (fresh) process: (held MiB, saved MiB) of one training forward at batch ``size``."""
+    model, inputs = load(which, directory), batch(size)
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with torch.no_grad():  # page in memory-mapped weights first: not the forward's cost
+        sum(float(p.sum()) for p in model.parameters())
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    before = _rss_mib()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = model(**inputs)
+    held = _rss_mib() - before
+    assert out.loss.requires_grad  # the graph is alive while we measured
+    return held, sum(saved.values()) / 2**20
+
+
+def memory_in_child(which: str, directory: str, size: int) -> tuple[float, float]:
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    command = [sys.executable, __file__, "--measure-memory", which, directory, "--memory-batch", str(size)]
+    result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    held, saved = result.stdout.split()[-2:]
+    return float(held), float(saved)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--memory-batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="timed A/B rounds after one warm-up step each")
+    parser.add_argument("--measure-memory", nargs=2, metavar=("WHICH", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_memory:
+        print(*measure_memory(*args.measure_memory, args.memory_batch))
+        return
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as directory:
+        FlavaForPreTraining(FlavaConfig()).save_pretrained(directory)
+        memory = {name: memory_in_child(name, directory, args.memory_batch) for name in ("hf", "ours")}
+        models = {name: load(name, directory) for name in ("hf", "ours")}
+    # Fused AdamW for both: on the CPU the default (a per-parameter loop) costs ~1 s of the step.
+    optimizers = {name: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5, fused=True)
+                  for name, m in models.items()}  # fmt: skip
+    inputs = batch(args.batch)
+    losses = {name: step(models[name], optimizers[name], inputs) for name in ("hf", "ours")}  # warm-up
+    assert abs(losses["hf"] - losses["ours"]) < 1e-3 * abs(losses["hf"]), f"losses differ: {losses}"
+    with FlopCounterMode(display=False) as counter:
+        step(models["hf"], optimizers["hf"], inputs)
+    gflop = counter.get_total_flops() / 1e9
+    times: dict[str, list[float]] = {"hf": [], "ours": []}
+    for round_ in range(args.rounds):
+        for name in ("hf", "ours") if round_ % 2 == 0 else ("ours", "hf"):
+            start = time.perf_counter()
+            step(models[name], optimizers[name], inputs)
+            times[name].append(time.perf_counter() - start)
+    rate = {name: args.batch / statistics.median(values) for name, values in times.items()}
+    print(f"FLAVA pretraining step (forward + backward + AdamW), full config, fp32, CPU, {torch.get_num_threads()} threads "
+          f"({os.cpu_count()} cores); batch {args.batch} paired, {args.rounds} interleaved rounds (median); "
+          f"memory at batch {args.memory_batch}")  # fmt: skip
+    print(f"{'':<28}{'samples/s':>10}{'GFLOP/s':>10}{'held MiB':>10}{'saved MiB':>11}")
+    for name, label in (("hf", "transformers FlavaForPreTr."), ("ours", "flava_kit")):
+        held, saved = memory[name]
+        print(f"{label:<28}{rate[name]:>10.3f}{rate[name] / args.batch * gflop:>10.1f}{held:>10.0f}{saved:>11.0f}")
+    print(f"{'ratio flava_kit / HF':<28}{rate['ours'] / rate['hf']:>10.3f}{'':>10}"
+          f"{memory['ours'][0] / memory['hf'][0]:>10.3f}{memory['ours'][1] / memory['hf'][1]:>11.3f}")  # fmt: skip
+    print(f"({gflop:.0f} GFLOP per step at batch {args.batch}, counted by torch.utils.flop_counter on HF's step)")
+
+
+if __name__ == "__main__":
+    main()
