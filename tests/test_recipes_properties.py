@@ -27,6 +27,12 @@ SIZE_POOLS = {
     "max_position_embeddings": st.integers(8, 16),
     "projection_dim": st.sampled_from([4, 8]),
 }
+# Adapters size their models through their own parameters: small ones here.
+ADAPTERS = {
+    "timm_vit": {"model_name": "vit_tiny_patch16_224", "image_size": 16, "model_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 8, "num_heads": 2}},
+    "hf_text": {"model_type": "bert", "config": {"vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                 "intermediate_size": 8, "max_position_embeddings": 16}},
+}  # fmt: skip
 SLOT_FILLERS: dict[str, list[str]] = {}  # protocol name -> registered names that satisfy it
 
 
@@ -37,7 +43,7 @@ def fillers(protocol: type, kind: str) -> list[str]:
         found = []
         for entry in registry.list(kind):
             try:
-                node = {"type": registry.display_name(entry), **small_defaults(entry.load())}
+                node = {"type": registry.display_name(entry), **small_defaults(entry.load()), **ADAPTERS.get(entry.name, {})}
                 built = flava_kit.recipes.build_node(node, kind)
             except Exception:
                 continue  # broken plug-ins, components of other slots
@@ -59,7 +65,7 @@ def component_node(draw, kind: str, protocol: type | None = None, name: str | No
     if name is None:
         name = draw(st.sampled_from(fillers(protocol, kind)))
     schema = component_schema(registry.get(kind, name))
-    node: dict = {"type": name}
+    node: dict = {"type": name, **ADAPTERS.get(name, {})}
     names = {p.name for p in schema.parameters}
     if "num_heads" in names:  # hidden_size must be a multiple of num_heads
         node["num_heads"] = draw(st.sampled_from([1, 2]))

@@ -123,8 +123,7 @@ def test_every_package_imports_first_in_a_fresh_interpreter():
     import sys
 
     packages = ["encoders", "fusion", "codebooks", "masking", "heads", "losses", "models", "checkpoints", "layers", "recipes", "cli"]
-    code = "; ".join(
-        f"import subprocess, sys; subprocess.run([sys.executable, '-c', 'import flava_kit.{p}; from flava_kit import registry; registry.list()'], check=True)"
-        for p in packages
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    code = "import flava_kit.{}; from flava_kit import registry; registry.list()"
+    runs = [subprocess.Popen([sys.executable, "-c", code.format(p)], stderr=subprocess.PIPE, text=True) for p in packages]
+    failures = {p: run.communicate()[1][-500:] for p, run in zip(packages, runs) if run.wait() != 0}
+    assert not failures, failures
