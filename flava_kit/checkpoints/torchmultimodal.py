@@ -9,12 +9,14 @@ recipe: ignore index -1 and head LayerNorm eps 1e-5.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from flava_kit.checkpoints.mapping import Layout, foreign_names, load_mapped
+from flava_kit.checkpoints.hf import HF
+from flava_kit.checkpoints.mapping import foreign_names, load_mapped
 from flava_kit.errors import CheckpointError
 
 _MASKED_HEAD = [("dense.", "dense."), ("norm.", "layer_norm."), ("decoder.", "decoder.")]
@@ -27,21 +29,15 @@ def _codebook_name(key: str) -> str:
     return "image_codebook.encoder." + name
 
 
-TORCHMULTIMODAL = Layout(
+# TorchMultimodal's names descend from HF's: its layout is HF's with these differences.
+TORCHMULTIMODAL = replace(
+    HF,
     flava_prefix="model.",
     components={"fusion": "mm_encoder", "image_to_fusion": "image_to_mm_projection", "text_to_fusion": "text_to_mm_projection"},
-    embeddings={
-        "image_encoder": [("patch_embed.", "embeddings.patch_embeddings.projection."), ("cls_token", "embeddings.cls_token"),
-                          ("mask_token", "embeddings.mask_token"), ("pos_embed", "embeddings.position_embeddings")],
-        "text_encoder": [("word_embeddings.", "embeddings.word_embeddings."), ("position_embeddings.", "embeddings.position_embeddings."),
-                         ("token_type_embeddings.", "embeddings.token_type_embeddings."), ("embed_norm.", "embeddings.layer_norm.")],
-        "fusion": [],
-    },
-    common=[("encoder.norm.", "layernorm."), ("encoder.pooler.", "pooler."), ("cls_token", "cls_token")],
+    embeddings={**HF.embeddings, "text_encoder": [(ours, theirs.replace("LayerNorm", "layer_norm")) for ours, theirs in HF.embeddings["text_encoder"]]},
     layer=[("norm1.", "attention_layernorm."), ("norm2.", "feedforward_layernorm."), ("attn.proj.", "attention.output."),
            ("mlp.fc1.", "feedforward.model.0."), ("mlp.fc2.", "feedforward.model.2.")],
     qkv=("attention.query.", "attention.key.", "attention.value."),
-    layer_path="encoder.layer",
     heads={"mim": ("loss.mim_loss.cls.", _MASKED_HEAD), "mlm": ("loss.mlm_loss.cls.", _MASKED_HEAD),
            "mmm_image": ("loss.mmm_loss.mim.cls.", _MASKED_HEAD), "mmm_text": ("loss.mmm_loss.mlm.cls.", _MASKED_HEAD),
            "itm": ("loss.itm_loss.", [("pooler.dense.", "pooler.dense."), ("classifier.", "cls.seq_relationship.")])},
