@@ -6,7 +6,6 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 
 from flava_kit.registry import register
 
