@@ -149,6 +149,52 @@ def cmd_convert(args: argparse.Namespace) -> None:
     out.print(f"wrote {args.dst} ({_count(model)})", markup=False)
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from flava_kit.train.run import pretrain
+
+    result = pretrain(args.recipe, args.overrides, args.out, resume=args.resume)
+    if "zero_shot_accuracy" in result:
+        out.print(f"held-out zero-shot accuracy: {result['zero_shot_accuracy']:.3f} on {result['held_out_images']} images "
+                  f"(chance {result['chance']:.3f})", markup=False)  # fmt: skip
+    out.print(f"run: {result['run_dir']} (losses.csv, losses.png, checkpoints/)", markup=False)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from flava_kit.data.synthetic import class_names
+    from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
+    from flava_kit.recipes import build, build_section, load_recipe
+    from flava_kit.train.checkpoint import latest_checkpoint, load_weights
+
+    run = Path(args.run)
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise FlavaKitError(f"{run}: no checkpoint to evaluate (expected {run / 'checkpoints'})")
+    recipe = load_recipe(checkpoint / "recipe.yaml")
+    model, data = build(recipe), build_section(recipe, "data")
+    load_weights(checkpoint, model)
+    tokenizer, processor = data.tokenizer(run / "tokenizer"), data.processor()
+    if args.manifest:
+        from flava_kit.data.sources import ImageTextManifest
+
+        held_out = ImageTextManifest(args.manifest)
+    else:
+        held_out = data.held_out()
+        if held_out is None:
+            raise FlavaKitError("this run did not train on the synthetic dataset: pass --manifest for retrieval")
+    items = [held_out[i] for i in range(len(held_out))]
+    images = [item["image"] for item in items]
+    if args.task == "zero-shot":
+        if args.manifest:
+            raise FlavaKitError("zero-shot evaluation uses the synthetic held-out set; --manifest goes with --task retrieval")
+        labels = [item["label"] for item in items]
+        accuracy = zero_shot_accuracy(model, processor, tokenizer, images, labels, class_names(), text_length=data.text_length)
+        out.print(f"zero-shot accuracy: {accuracy:.3f} on {len(items)} images (chance {1 / len(class_names()):.3f})", markup=False)
+    else:
+        texts = [item["text"] for item in items]
+        for name, value in retrieval_recall(model, processor, tokenizer, images, texts, text_length=data.text_length).items():
+            out.print(f"{name}: {value:.3f}", markup=False)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flava-kit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
@@ -183,6 +229,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dest")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(handler=cmd_cp)
+
+    p = sub.add_parser("pretrain", help="pretrain as a recipe's model, data and train sections say")
+    p.add_argument("recipe", help="a path or a shipped recipe's short name (e.g. demo)")
+    p.add_argument("overrides", nargs="*", help="a.b.c=value or ~a.b")
+    p.add_argument("--out", default="runs/pretrain", help="the run directory (default runs/pretrain)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.set_defaults(handler=cmd_pretrain)
+
+    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint: zero-shot classification or retrieval")
+    p.add_argument("run", help="a run directory written by pretrain")
+    p.add_argument("--task", choices=["zero-shot", "retrieval"], default="zero-shot")
+    p.add_argument("--manifest", help="image-text pairs (JSONL or CSV) to retrieve among, instead of the synthetic held-out set")
+    p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("convert", help="read an HF FLAVA directory and write it back as flava_kit saves it")
     p.add_argument("src", help="an HF FlavaModel or FlavaForPreTraining directory")

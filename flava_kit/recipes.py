@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -32,7 +33,9 @@ from flava_kit.schema import SlotSpec, component_schema
 
 RECIPE_VERSION = 1
 SHIPPED_DIR = Path(__file__).parent / "recipes"
-TOP_LEVEL_KEYS = ("recipe_version", "extends", "model")
+# Top-level sections besides the model: each is a class whose signature is its schema.
+SECTIONS = {"data": "flava_kit.train.config:DataConfig", "train": "flava_kit.train.config:TrainConfig"}
+TOP_LEVEL_KEYS = ("recipe_version", "extends", "model", *SECTIONS)
 MODEL_SLOT = SlotSpec(protocol=object, kind="model", container=None, optional=False)
 
 PathT = tuple  # a recipe path as a tuple of keys / list indices
@@ -278,10 +281,19 @@ class _Validator:
                 close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
                 self.problem((key,), "unknown top-level key", expected=", ".join(TOP_LEVEL_KEYS),
                              suggestion=f"did you mean '{close[0]}'?" if close else None)  # fmt: skip
+        resolved: dict = {"recipe_version": RECIPE_VERSION}
         if "model" not in data:
             self.problem(("model",), "missing required section 'model'", expected="a mapping with a 'type' key naming a model")
-            return {"recipe_version": RECIPE_VERSION}
-        return {"recipe_version": RECIPE_VERSION, "model": self.slot(data["model"], ("model",), MODEL_SLOT)}
+        else:
+            resolved["model"] = self.slot(data["model"], ("model",), MODEL_SLOT)
+        for name in SECTIONS:
+            if name in data:
+                value = data[name]
+                if not isinstance(value, dict):
+                    self.problem((name,), f"expected a mapping, got {type(value).__name__}", expected=f"the '{name}' section's settings")
+                    continue
+                resolved[name] = self.params(value, (name,), section_class(name), f"section '{name}'", typed=False)
+        return resolved
 
     def slot(self, value: Any, path: PathT, spec: SlotSpec) -> Any:
         if value is None:
@@ -314,29 +326,37 @@ class _Validator:
             return value
         try:
             entry = registry.entry(kind, name)
-            schema = component_schema(entry.load())
+            target = entry.load()
         except RegistryError as exc:
             self.problem(path + ("type",), str(exc))
             return value
+        return {"type": entry.qualified_name, **self.params(value, path, target, f"{kind} '{name}'")}
+
+    def params(self, value: dict, path: PathT, target: Any, label: str, typed: bool = True) -> dict:
+        """Check a node's parameters against ``target``'s signature; return them with defaults filled.
+
+        ``typed`` nodes name their component in ``type``; sections have no such key.
+        """
+        schema = component_schema(target)
         plain, resolved_slots = {}, {}
         for key, item in value.items():
-            if key == "type":
+            if key == "type" and typed:
                 continue
             if key in schema.slots:
                 resolved_slots[key] = self.slot(item, path + (key,), schema.slots[key])
             elif key in schema.names or schema.accepts_extra:
                 plain[key] = item
             elif key in self.tree.swaps.get(path, ()):
-                self.notes.append(f"{dotted(path + (key,))}: dropped, {kind} '{name}' does not take it")
+                self.notes.append(f"{dotted(path + (key,))}: dropped, {label} does not take it")
             else:
                 close = difflib.get_close_matches(str(key), schema.names, n=2)
-                self.problem(path + (key,), f"unknown parameter of {kind} '{name}'",
+                self.problem(path + (key,), f"unknown parameter of {label}",
                              expected=f"one of: {', '.join(schema.names) or 'no parameters'}",
                              suggestion=f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None)  # fmt: skip
         for key, slot_spec in schema.slots.items():
             required = next(p.required for p in schema.parameters if p.name == key)
             if key not in value and required:
-                self.problem(path + (key,), f"missing required parameter of {kind} '{name}'", expected=slot_spec.describe())
+                self.problem(path + (key,), f"missing required parameter of {label}", expected=slot_spec.describe())
         try:
             params = schema.model.model_validate(plain).model_dump(mode="json")
         except pydantic.ValidationError as exc:
@@ -345,11 +365,11 @@ class _Validator:
                 param = next((p for p in schema.parameters if p.name == error["loc"][0]), None)
                 expected = param.annotation_text if param else None
                 if error["type"] == "missing":
-                    self.problem(loc, f"missing required parameter of {kind} '{name}'", expected=expected)
+                    self.problem(loc, f"missing required parameter of {label}", expected=expected)
                 else:
                     self.problem(loc, f"{error['msg']} (got {error.get('input')!r})", expected=expected)
             params = plain
-        resolved = {"type": entry.qualified_name}
+        resolved = {}
         for parameter in schema.parameters:  # signature order
             if parameter.name in resolved_slots:
                 resolved[parameter.name] = resolved_slots[parameter.name]
@@ -408,27 +428,12 @@ def _build(value: Any, spec: SlotSpec, path: PathT) -> Any:
     if spec.container == "dict":
         return {k: _build(item, SlotSpec(spec.protocol, spec.kind, None, False), path + (k,)) for k, item in value.items()}
     name = value["type"]
-    target = registry.get(spec.kind, name)
-    schema = component_schema(target)
-    plain = {k: v for k, v in value.items() if k != "type" and k not in schema.slots}
-    validated = schema.model.model_validate(plain)
-    kwargs = {k: getattr(validated, k) for k in type(validated).model_fields if k in plain}
-    kwargs.update(validated.model_extra or {})
-    for key, slot_spec in schema.slots.items():
-        if key in value:
-            kwargs[key] = _build(value[key], slot_spec, path + (key,))
-    where = dotted(path)
-    try:
-        built = target(**kwargs)
-    except FlavaKitError:
-        raise
-    except Exception as exc:
-        raise BuildError(f"{where}: building {spec.kind} '{name}' failed: {type(exc).__name__}: {exc}") from exc
+    built = _construct(registry.get(spec.kind, name), value, path, f"{spec.kind} '{name}'")
     if spec.protocol is not object:
         missing = missing_members(built, spec.protocol)
         if missing:
             raise BuildError(
-                f"{where}: {spec.kind} '{name}' does not fit this slot: it lacks {', '.join(missing)} "
+                f"{dotted(path)}: {spec.kind} '{name}' does not fit this slot: it lacks {', '.join(missing)} "
                 f"required by the {spec.protocol.__name__} contract"
             )
     try:
@@ -436,6 +441,35 @@ def _build(value: Any, spec: SlotSpec, path: PathT) -> Any:
     except AttributeError:  # objects without a __dict__ cannot carry their recipe
         pass
     return built
+
+
+def _construct(target: Any, value: Mapping, path: PathT, label: str) -> Any:
+    """Call ``target`` with a resolved node's parameters, building its child nodes first."""
+    schema = component_schema(target)
+    plain = {k: v for k, v in value.items() if k != "type" and k not in schema.slots}  # a section has no type
+    validated = schema.model.model_validate(plain)
+    kwargs = {k: getattr(validated, k) for k in type(validated).model_fields if k in plain}
+    kwargs.update(validated.model_extra or {})
+    for key, slot_spec in schema.slots.items():
+        if key in value:
+            kwargs[key] = _build(value[key], slot_spec, path + (key,))
+    try:
+        return target(**kwargs)
+    except FlavaKitError:
+        raise
+    except Exception as exc:
+        raise BuildError(f"{dotted(path)}: building {label} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def section_class(name: str) -> Any:
+    """The class whose signature is the schema of top-level section ``name`` (imported on use)."""
+    module, _, attribute = SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def build_section(recipe: Recipe, name: str) -> Any:
+    """Build a resolved recipe's top-level section (``data`` or ``train``); its default when absent."""
+    return _construct(section_class(name), recipe.data.get(name, {}), (name,), f"section '{name}'")
 
 
 def build(source: str | Path | Mapping | Recipe, overrides: Iterable[str] = ()) -> Any:

@@ -1,0 +1,59 @@
+"""Images -> FLAVA's pixel inputs, exactly as HF's ``FlavaImageProcessor`` makes them.
+
+Both use torchvision's resize (bicubic, antialiased; Lanczos for codebook pixels), centre crop,
+rescale by 1/255 and normalise; codebook pixels are mapped into [0.1, 0.9] as DALL-E expects.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as tvF
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+LOGIT_LAPLACE_EPS = 0.1
+
+
+class ImageProcessor:
+    """``PIL.Image`` (or uint8 ``[3, H, W]`` tensors) -> ``pixel_values`` and ``codebook_pixel_values``."""
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        codebook_size: int = 112,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+    ):
+        self.image_size, self.codebook_size = image_size, codebook_size
+        self.mean, self.std = list(mean), list(std)
+
+    @staticmethod
+    def _to_uint8(image: Image.Image | torch.Tensor) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            return tvF.pil_to_tensor(image.convert("RGB"))
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"image: expected a PIL image or a uint8 tensor [3, H, W], got {image.dtype} {tuple(image.shape)}")
+        return image
+
+    def pixels(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """``[3, image_size, image_size]`` float32, normalised with CLIP's mean and std."""
+        x = tvF.resize(self._to_uint8(image), [self.image_size, self.image_size], tvF.InterpolationMode.BICUBIC, antialias=True)
+        x = tvF.center_crop(x, [self.image_size, self.image_size])
+        # HF fuses rescale and normalise: (x - 255 mean) / (255 std), in float32.
+        return tvF.normalize(x.float(), [255 * m for m in self.mean], [255 * s for s in self.std])
+
+    def codebook_pixels(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """``[3, codebook_size, codebook_size]`` float32 in [0.1, 0.9] (DALL-E's ``map_pixels``)."""
+        size = [self.codebook_size, self.codebook_size]
+        x = tvF.center_crop(tvF.resize(self._to_uint8(image), size, tvF.InterpolationMode.LANCZOS, antialias=True), size)
+        return (1 - 2 * LOGIT_LAPLACE_EPS) * (x.float() * (1 / 255)) + LOGIT_LAPLACE_EPS
+
+    def __call__(self, images: Sequence[Image.Image | torch.Tensor], codebook: bool = True) -> dict[str, torch.Tensor]:
+        """A batch: ``pixel_values`` ``[B, 3, S, S]`` and, with ``codebook``, ``codebook_pixel_values``."""
+        out = {"pixel_values": torch.stack([self.pixels(image) for image in images])}
+        if codebook:
+            out["codebook_pixel_values"] = torch.stack([self.codebook_pixels(image) for image in images])
+        return out

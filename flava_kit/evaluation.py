@@ -1,0 +1,68 @@
+"""Zero-shot classification and image-text retrieval with a (pretrained) FLAVA model."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+TEMPLATES = ("a photo of a {}", "a {}", "a picture of a {}")
+
+
+def _flava(model: Any) -> Any:
+    return getattr(model, "flava", model)  # FlavaForPreTraining holds its FlavaModel as .flava
+
+
+@torch.no_grad()
+def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64) -> torch.Tensor:
+    """``[N, D]`` L2-normalised image features."""
+    flava = _flava(model).eval()
+    chunks = [flava(pixel_values=processor(images[i : i + batch_size], codebook=False)["pixel_values"]).image_features
+              for i in range(0, len(images), batch_size)]  # fmt: skip
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def text_features(model: Any, tokenizer: Any, texts: Sequence[str], text_length: int = 32, batch_size: int = 256) -> torch.Tensor:
+    """``[N, D]`` L2-normalised text features."""
+    flava = _flava(model).eval()
+    chunks = []
+    for i in range(0, len(texts), batch_size):
+        encoded = tokenizer(list(texts[i : i + batch_size]), padding="max_length", truncation=True, max_length=text_length, return_tensors="pt")
+        chunks.append(flava(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).text_features)
+    return torch.cat(chunks)
+
+
+def zero_shot_accuracy(
+    model: Any,
+    processor: Any,
+    tokenizer: Any,
+    images: Sequence[Any],
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    templates: Sequence[str] = TEMPLATES,
+    text_length: int = 32,
+) -> float:
+    """Accuracy of classifying ``images`` by their nearest class prompt embedding.
+
+    Each class is the normalised mean of its prompts' features (``templates`` filled with the name).
+    """
+    prompts = [template.format(name) for name in class_names for template in templates]
+    per_class = text_features(model, tokenizer, prompts, text_length).view(len(class_names), len(templates), -1).mean(1)
+    classes = torch.nn.functional.normalize(per_class, dim=-1)
+    predicted = (image_features(model, processor, images) @ classes.T).argmax(1)
+    return (predicted == torch.as_tensor(labels)).float().mean().item()
+
+
+def retrieval_recall(
+    model: Any, processor: Any, tokenizer: Any, images: Sequence[Any], texts: Sequence[str], ks: Sequence[int] = (1, 5, 10), text_length: int = 32
+) -> dict[str, float]:
+    """Recall@k of image->text and text->image retrieval over aligned ``images`` and ``texts``."""
+    similarity = image_features(model, processor, images) @ text_features(model, tokenizer, texts, text_length).T
+    truth = torch.arange(len(images))
+    results = {}
+    for direction, scores in (("image_to_text", similarity), ("text_to_image", similarity.T)):
+        rank = (scores > scores[truth, truth][:, None]).sum(1)  # how many candidates beat the true match
+        for k in ks:
+            results[f"{direction}_R@{k}"] = (rank < k).float().mean().item()
+    return results

@@ -1,0 +1,77 @@
+"""Training checkpoints: weights (safetensors), optimizer/scheduler/RNG state, and the resolved recipe.
+
+Each checkpoint is written into a temporary directory that is renamed into place, and the
+``latest`` pointer is replaced the same way: a crash mid-save leaves the last good checkpoint
+loadable. A corrupt or truncated file is refused with an error naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from flava_kit.errors import CheckpointError
+
+WEIGHTS, STATE, RECIPE, LATEST = "model.safetensors", "trainer_state.pt", "recipe.yaml", "latest"
+
+
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: Any, scheduler: Any, recipe: dict, keep: int) -> Path:
+    """Write ``run_dir/checkpoints/step-NNNNNNNN`` atomically and keep only the newest ``keep``."""
+    root = Path(run_dir) / "checkpoints"
+    final, temporary = root / f"step-{step:08d}", root / f".step-{step:08d}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, temporary / WEIGHTS)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state()}, temporary / STATE)  # fmt: skip
+    (temporary / RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(temporary, final)
+    pointer = root / f".{LATEST}.tmp"
+    pointer.write_text(final.name)
+    os.replace(pointer, root / LATEST)
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint the ``latest`` pointer names, if any."""
+    pointer = Path(run_dir) / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
+    return path
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load a checkpoint's weights into ``model`` (strict)."""
+    try:
+        state = load_file(Path(path) / WEIGHTS)
+    except Exception as exc:
+        raise CheckpointError(f"{Path(path) / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{Path(path) / WEIGHTS} does not match the model: {exc}") from exc
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> int:
+    """Restore weights, optimizer, scheduler and RNG state; return the step it was saved at."""
+    load_weights(path, model)
+    try:
+        state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        return int(state["step"])
+    except Exception as exc:
+        raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc

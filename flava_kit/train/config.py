@@ -1,0 +1,127 @@
+"""The ``data:`` and ``train:`` sections of a recipe: their constructor signatures are their schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flava_kit.contracts import ImageMasking, TextMasking
+
+
+class DataConfig:
+    """Where pretraining batches come from, and how they are processed and masked.
+
+    Sources (any mix; each batch comes from one, drawn by ``weights``, default equal):
+    ``synthetic`` pairs of the embedded shapes dataset, a ``manifest`` of image-text pairs
+    (JSONL or CSV), an ``image_folder`` (image-only batches: MIM), ``text_lines`` (text-only: MLM).
+    ``tokenizer`` is a local tokenizer directory; without one, a tokenizer is built from the
+    synthetic dataset's vocabulary. Broken items are skipped with a warning unless ``strict``.
+    """
+
+    def __init__(
+        self,
+        image_masking: ImageMasking,
+        text_masking: TextMasking,
+        synthetic: int = 0,
+        synthetic_held_out: int = 600,
+        manifest: str | None = None,
+        image_folder: str | None = None,
+        text_lines: str | None = None,
+        weights: dict[str, float] | None = None,
+        tokenizer: str | None = None,
+        batch_size: int = 32,
+        text_length: int = 16,
+        image_size: int = 224,
+        codebook_size: int = 112,
+        itm_negative_prob: float = 0.1,
+        workers: int = 0,
+        strict: bool = False,
+        seed: int = 0,
+    ):
+        self.image_masking, self.text_masking = image_masking, text_masking
+        self.synthetic, self.synthetic_held_out = synthetic, synthetic_held_out
+        self.manifest, self.image_folder, self.text_lines = manifest, image_folder, text_lines
+        self.weights, self.tokenizer_path = dict(weights or {}), tokenizer
+        self.batch_size, self.text_length, self.image_size, self.codebook_size = batch_size, text_length, image_size, codebook_size
+        self.itm_negative_prob, self.workers, self.strict, self.seed = itm_negative_prob, workers, strict, seed
+        if not (synthetic or manifest or image_folder or text_lines):
+            raise ValueError("no data: set synthetic (a number of pairs), manifest, image_folder or text_lines")
+        unknown = set(self.weights) - {"synthetic", "manifest", "image_folder", "text_lines"}
+        if unknown:
+            raise ValueError(f"weights: unknown sources {sorted(unknown)}; sources are synthetic, manifest, image_folder, text_lines")
+
+    def sources(self) -> dict[str, Any]:
+        """The configured sources by name."""
+        from flava_kit.data.sources import ImageFolder, ImageTextManifest, TextLines
+        from flava_kit.data.synthetic import SyntheticShapes
+
+        sources: dict[str, Any] = {}
+        if self.synthetic:
+            sources["synthetic"] = SyntheticShapes(self.synthetic, self.image_size, seed=self.seed)
+        if self.manifest:
+            sources["manifest"] = ImageTextManifest(self.manifest)
+        if self.image_folder:
+            sources["image_folder"] = ImageFolder(self.image_folder)
+        if self.text_lines:
+            sources["text_lines"] = TextLines(self.text_lines)
+        return sources
+
+    def held_out(self) -> Any | None:
+        """A held-out synthetic set (another seed) for zero-shot evaluation, when training on synthetic data."""
+        from flava_kit.data.synthetic import SyntheticShapes
+
+        if not (self.synthetic and self.synthetic_held_out):
+            return None
+        return SyntheticShapes(self.synthetic_held_out, self.image_size, seed=self.seed + 10_007, two_shapes=0.0)
+
+    def tokenizer(self, directory: str | Path) -> Any:
+        """The local tokenizer, or one built from the synthetic vocabulary (saved in ``directory``)."""
+        from flava_kit.data.synthetic import vocabulary
+        from flava_kit.data.tokenizer import load_tokenizer, tokenizer_from_words
+
+        if self.tokenizer_path:
+            return load_tokenizer(self.tokenizer_path)
+        return tokenizer_from_words(vocabulary(), directory)
+
+    def processor(self) -> Any:
+        from flava_kit.data.processor import ImageProcessor
+
+        return ImageProcessor(self.image_size, self.codebook_size)
+
+    def batches(self, tokenizer: Any, rank: int = 0, length: int = 10**9) -> Any:
+        """The run's batches, indexed by step (see :class:`~flava_kit.data.batches.PretrainingBatches`)."""
+        from flava_kit.data.batches import PretrainingBatches
+
+        return PretrainingBatches(
+            self.sources(), self.weights, self.batch_size, self.processor(), tokenizer, self.text_length,
+            self.image_masking, self.text_masking, self.itm_negative_prob, self.seed, rank, length, self.strict,
+        )  # fmt: skip
+
+
+class TrainConfig:
+    """How to train: AdamW (no weight decay on norms and biases), linear warm-up then cosine decay,
+    gradient clipping and accumulation, optional activation checkpointing and bf16 autocast,
+    a checkpoint every ``checkpoint_every`` steps (the last ``keep_checkpoints`` kept)."""
+
+    def __init__(
+        self,
+        steps: int = 1000,
+        lr: float = 5e-4,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 100,
+        betas: tuple[float, float] = (0.9, 0.98),
+        grad_clip: float = 1.0,
+        accumulation: int = 1,
+        log_every: int = 10,
+        checkpoint_every: int = 500,
+        keep_checkpoints: int = 2,
+        autocast: bool = False,
+        activation_checkpointing: bool = False,
+        threads: int | None = None,
+    ):
+        if steps < 1 or accumulation < 1 or checkpoint_every < 1 or keep_checkpoints < 1:
+            raise ValueError("steps, accumulation, checkpoint_every and keep_checkpoints must be at least 1")
+        self.steps, self.lr, self.weight_decay, self.warmup_steps, self.betas = steps, lr, weight_decay, warmup_steps, tuple(betas)
+        self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
+        self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
+        self.autocast, self.activation_checkpointing, self.threads = autocast, activation_checkpointing, threads

@@ -1,0 +1,54 @@
+"""``pretrain``: a recipe with ``model``, ``data`` and ``train`` sections in, a trained run directory out."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+
+from flava_kit.errors import RecipeError, Problem
+from flava_kit.recipes import build, build_section, load_recipe
+
+
+def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "runs/pretrain", resume: bool = False,
+             stop_after: int | None = None) -> dict:  # fmt: skip
+    """Train as the recipe says; under ``torchrun`` each process trains one DDP rank (gloo on CPU).
+
+    Writes ``run_dir``: checkpoints, ``losses.csv``, ``losses.png``, ``tokenizer/`` and, when the
+    data is the synthetic dataset, ``results.json`` with the held-out zero-shot accuracy.
+    """
+    from flava_kit.data.synthetic import class_names
+    from flava_kit.evaluation import zero_shot_accuracy
+    from flava_kit.train.trainer import Trainer
+
+    recipe = load_recipe(source, overrides)
+    if "data" not in recipe.data:
+        raise RecipeError(Problem("data", "pretraining needs a 'data' section", expected="data: {synthetic: ..., image_masking: ..., text_masking: ...}"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    data, train = build_section(recipe, "data"), build_section(recipe, "train")
+    torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
+    model = build(recipe)
+    run_dir = Path(run_dir)
+    tokenizer = data.tokenizer(run_dir / "tokenizer")
+    text_vocab = model.flava.text_encoder.vocab_size
+    if len(tokenizer) > text_vocab:
+        raise RecipeError(Problem("model.text_encoder.vocab_size", f"{text_vocab} is smaller than the tokenizer's {len(tokenizer)} tokens",
+                                  suggestion=f"set model.text_encoder.vocab_size={len(tokenizer)} or more"))  # fmt: skip
+    trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers)
+    step = trainer.fit(resume=resume, stop_after=stop_after)
+    result: dict[str, Any] = {"run_dir": str(run_dir), "step": step, "skipped_items": trainer.batches.skipped}
+    held_out = data.held_out()
+    if held_out is not None and rank == 0 and step == train.steps:
+        items = [held_out[i] for i in range(len(held_out))]
+        names = class_names()
+        accuracy = zero_shot_accuracy(model, data.processor(), tokenizer, [i["image"] for i in items], [i["label"] for i in items],
+                                      names, text_length=data.text_length)
+        result.update(zero_shot_accuracy=accuracy, chance=1 / len(names), held_out_images=len(items))
+        (run_dir / "results.json").write_text(json.dumps(result, indent=2))
+    return result
