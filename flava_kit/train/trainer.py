@@ -71,7 +71,10 @@ class Trainer:
             start = load_checkpoint(checkpoint, self.module, self.optimizer, self.scheduler)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         first, last = start * cfg.accumulation, cfg.steps * cfg.accumulation
-        loader = iter(torch.utils.data.DataLoader(self.batches, batch_size=None, sampler=range(first, last), num_workers=self.workers))
+        # Its own generator: a DataLoader iterator otherwise draws its seed from the global RNG,
+        # which dropout uses, and a resumed run would then see other dropout masks.
+        loader = iter(torch.utils.data.DataLoader(self.batches, batch_size=None, sampler=range(first, last),
+                                                  num_workers=self.workers, generator=torch.Generator()))  # fmt: skip
         log = self._open_log(resume=resume and start > 0)
         progress = tqdm(total=cfg.steps, initial=start, disable=self.rank != 0, desc="pretrain", dynamic_ncols=True)
         step = start

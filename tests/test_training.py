@@ -1,0 +1,115 @@
+"""Pretraining end to end: bit-exact resume, atomic and verified checkpoints, the CLI, evaluation."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from flava_kit.cli import main
+from flava_kit.errors import CheckpointError, RecipeError
+from flava_kit.train.run import pretrain
+from flava_kit.train.trainer import parameter_groups, warmup_cosine
+
+TINY = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
+
+
+def last_weights(run: Path) -> dict:
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    return load_file(run / "checkpoints" / latest / "model.safetensors")
+
+
+def test_resume_is_bit_exact(tmp_path):
+    pretrain(TINY, run_dir=tmp_path / "whole")
+    assert pretrain(TINY, run_dir=tmp_path / "cut", stop_after=3)["step"] == 3  # interrupted after 3 of 6 steps
+    pretrain(TINY, run_dir=tmp_path / "cut", resume=True)
+    whole, cut = (tmp_path / "whole" / "losses.csv").read_text(), (tmp_path / "cut" / "losses.csv").read_text()
+    assert len(whole.splitlines()) == 7 and whole == cut  # every loss of every step, to the last digit printed
+    a, b = last_weights(tmp_path / "whole"), last_weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_directory_holds_what_the_readme_says(tmp_path):
+    result = pretrain(TINY, run_dir=tmp_path)
+    assert {"losses.csv", "losses.png", "checkpoints", "tokenizer", "results.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000003", "step-00000006"]
+    with open(tmp_path / "losses.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(r["global_contrastive"] and r["itm"] for r in rows)  # paired batches run the paired objectives
+    assert json.loads((tmp_path / "results.json").read_text())["held_out_images"] == 48
+    assert 0.0 <= result["zero_shot_accuracy"] <= 1.0 and result["chance"] == pytest.approx(1 / 12)
+    assert (tmp_path / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match="--resume: no checkpoint"):
+        pretrain(TINY, run_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("damage", ["truncate_weights", "garbage_state", "dangling_pointer"])
+def test_damaged_checkpoints_are_refused_with_the_file_named(tmp_path, damage):
+    pretrain(TINY, run_dir=tmp_path, stop_after=3)
+    checkpoint = tmp_path / "checkpoints" / "step-00000003"
+    if damage == "truncate_weights":
+        data = (checkpoint / "model.safetensors").read_bytes()
+        (checkpoint / "model.safetensors").write_bytes(data[: len(data) // 3])
+        message = r"model\.safetensors: corrupt, truncated or missing"
+    elif damage == "garbage_state":
+        (checkpoint / "trainer_state.pt").write_bytes(b"not a checkpoint")
+        message = r"trainer_state\.pt: corrupt, truncated or missing"
+    else:
+        (tmp_path / "checkpoints" / "latest").write_text("step-00000099")
+        message = "names step-00000099, which does not exist"
+    with pytest.raises(CheckpointError, match=message):
+        pretrain(TINY, run_dir=tmp_path, resume=True)
+
+
+def test_an_interrupted_save_leaves_the_last_good_checkpoint(tmp_path):
+    pretrain(TINY, run_dir=tmp_path, stop_after=3)
+    (tmp_path / "checkpoints" / ".step-00000006.tmp").mkdir()  # a save that died half-way
+    assert pretrain(TINY, run_dir=tmp_path, resume=True)["step"] == 6
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    decay, no_decay = parameter_groups(model, 0.1)
+    assert [p.shape for p in decay["params"]] == [(4, 3)] and decay["weight_decay"] == 0.1
+    assert len(no_decay["params"]) == 3 and no_decay["weight_decay"] == 0.0
+
+
+def test_warmup_then_cosine():
+    factor = warmup_cosine(10, 110)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(60) == pytest.approx(0.5) and factor(110) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pretrain_and_eval_from_the_cli(tmp_path, capsys):
+    assert main(["pretrain", TINY, "train.steps=3", "--out", str(tmp_path)]) == 0
+    assert "held-out zero-shot accuracy:" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path)]) == 0
+    assert "zero-shot accuracy:" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path), "--task", "retrieval"]) == 0
+    assert "image_to_text_R@1:" in capsys.readouterr().out
+
+
+def test_pretrain_recipe_problems_are_reported_before_training(tmp_path, capsys):
+    assert main(["pretrain", TINY, "data.batch_sise=4", "train.stepz=1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.batch_sise: unknown parameter of section 'data'" in err and "did you mean 'batch_size'" in err
+    assert "train.stepz: unknown parameter of section 'train'" in err
+    assert not (tmp_path / "losses.csv").exists()
+
+
+def test_a_recipe_without_data_cannot_pretrain(tmp_path):
+    with pytest.raises(RecipeError, match="data: pretraining needs a 'data' section"):
+        pretrain("flava_tiny", run_dir=tmp_path)
+
+
+def test_tokenizer_larger_than_the_text_vocabulary_is_named(tmp_path):
+    with pytest.raises(RecipeError, match=r"model\.text_encoder\.vocab_size: 10 is smaller than the tokenizer's 24 tokens"):
+        pretrain(TINY, ["model.text_encoder.vocab_size=10"], run_dir=tmp_path)
