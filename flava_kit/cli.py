@@ -152,11 +152,11 @@ def cmd_convert(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from flava_kit.train.run import pretrain
 
-    result = pretrain(args.recipe, args.overrides, args.out, resume=args.resume)
-    if "zero_shot_accuracy" in result:
-        out.print(f"held-out zero-shot accuracy: {result['zero_shot_accuracy']:.3f} on {result['held_out_images']} images "
-                  f"(chance {result['chance']:.3f})", markup=False)  # fmt: skip
-    out.print(f"run: {result['run_dir']} (losses.csv, losses.png, checkpoints/)", markup=False)
+    run = pretrain(args.recipe, args.overrides, args.out, resume=args.resume)
+    if run.metrics:
+        out.print(f"held-out zero-shot accuracy: {run.metrics['zero_shot_accuracy']:.3f} on {run.metrics['held_out_images']} "
+                  f"images (chance {run.metrics['chance']:.3f})", markup=False)  # fmt: skip
+    out.print(f"run: {run.run_dir} (losses.csv, losses.png, checkpoints/)", markup=False)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -31,3 +31,20 @@ def test_two_process_contrastive_loss_and_gradients_equal_the_joined_batch(tmp_p
     for got, expected in zip(distributed["grads"], grads):
         assert torch.allclose(got, expected, atol=1e-6)
     assert any(g.abs().max() > 1e-3 for g in grads)  # gradients are not trivially zero
+
+
+PRETRAIN_WORKER = Path(__file__).parent / "distributed" / "pretrain_worker.py"
+
+
+def test_two_process_pretraining_keeps_the_ranks_in_step(tmp_path):
+    from safetensors.torch import load_file
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(PRETRAIN_WORKER), str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # DDP kept them equal
+    latest = (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
+    saved = load_file(tmp_path / "run" / "checkpoints" / latest / "model.safetensors")
+    assert latest == "step-00000004" and all(torch.equal(saved[k], rank0[k]) for k in saved)
+    assert len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 5  # rank 0 logs each of 4 steps

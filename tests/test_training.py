@@ -25,7 +25,7 @@ def last_weights(run: Path) -> dict:
 
 def test_resume_is_bit_exact(tmp_path):
     pretrain(TINY, run_dir=tmp_path / "whole")
-    assert pretrain(TINY, run_dir=tmp_path / "cut", stop_after=3)["step"] == 3  # interrupted after 3 of 6 steps
+    assert pretrain(TINY, run_dir=tmp_path / "cut", stop_after=3).step == 3  # interrupted after 3 of 6 steps
     pretrain(TINY, run_dir=tmp_path / "cut", resume=True)
     whole, cut = (tmp_path / "whole" / "losses.csv").read_text(), (tmp_path / "cut" / "losses.csv").read_text()
     assert len(whole.splitlines()) == 7 and whole == cut  # every loss of every step, to the last digit printed
@@ -34,7 +34,7 @@ def test_resume_is_bit_exact(tmp_path):
 
 
 def test_run_directory_holds_what_the_readme_says(tmp_path):
-    result = pretrain(TINY, run_dir=tmp_path)
+    run = pretrain(TINY, run_dir=tmp_path)
     assert {"losses.csv", "losses.png", "checkpoints", "tokenizer", "results.json"} <= {p.name for p in tmp_path.iterdir()}
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000003", "step-00000006"]
     with open(tmp_path / "losses.csv") as handle:
@@ -42,7 +42,7 @@ def test_run_directory_holds_what_the_readme_says(tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["global_contrastive"] and r["itm"] for r in rows)  # paired batches run the paired objectives
     assert json.loads((tmp_path / "results.json").read_text())["held_out_images"] == 48
-    assert 0.0 <= result["zero_shot_accuracy"] <= 1.0 and result["chance"] == pytest.approx(1 / 12)
+    assert 0.0 <= run.metrics["zero_shot_accuracy"] <= 1.0 and run.metrics["chance"] == pytest.approx(1 / 12)
     assert (tmp_path / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -72,7 +72,7 @@ def test_damaged_checkpoints_are_refused_with_the_file_named(tmp_path, damage):
 def test_an_interrupted_save_leaves_the_last_good_checkpoint(tmp_path):
     pretrain(TINY, run_dir=tmp_path, stop_after=3)
     (tmp_path / "checkpoints" / ".step-00000006.tmp").mkdir()  # a save that died half-way
-    assert pretrain(TINY, run_dir=tmp_path, resume=True)["step"] == 6
+    assert pretrain(TINY, run_dir=tmp_path, resume=True).step == 6
 
 
 def test_no_weight_decay_on_norms_and_biases():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -14,8 +15,20 @@ from flava_kit.errors import RecipeError, Problem
 from flava_kit.recipes import build, build_section, load_recipe
 
 
+@dataclass
+class PretrainRun:
+    """What :func:`pretrain` leaves: the trained model, where its files are, the last step, and
+    ``metrics`` (``zero_shot_accuracy``, ``chance`` and ``held_out_images`` on synthetic data)."""
+
+    model: torch.nn.Module
+    run_dir: Path
+    step: int
+    skipped_items: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
 def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "runs/pretrain", resume: bool = False,
-             stop_after: int | None = None) -> dict:  # fmt: skip
+             stop_after: int | None = None) -> PretrainRun:  # fmt: skip
     """Train as the recipe says; under ``torchrun`` each process trains one DDP rank (gloo on CPU).
 
     Writes ``run_dir``: checkpoints, ``losses.csv``, ``losses.png``, ``tokenizer/`` and, when the
@@ -42,13 +55,14 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
                                   suggestion=f"set model.text_encoder.vocab_size={len(tokenizer)} or more"))  # fmt: skip
     trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers)
     step = trainer.fit(resume=resume, stop_after=stop_after)
-    result: dict[str, Any] = {"run_dir": str(run_dir), "step": step, "skipped_items": trainer.batches.skipped}
+    run = PretrainRun(model, run_dir, step, trainer.batches.skipped)
     held_out = data.held_out()
     if held_out is not None and rank == 0 and step == train.steps:
         items = [held_out[i] for i in range(len(held_out))]
         names = class_names()
         accuracy = zero_shot_accuracy(model, data.processor(), tokenizer, [i["image"] for i in items], [i["label"] for i in items],
                                       names, text_length=data.text_length)
-        result.update(zero_shot_accuracy=accuracy, chance=1 / len(names), held_out_images=len(items))
-        (run_dir / "results.json").write_text(json.dumps(result, indent=2))
-    return result
+        run.metrics = {"zero_shot_accuracy": accuracy, "chance": 1 / len(names), "held_out_images": len(items)}
+        summary = {"step": step, "skipped_items": run.skipped_items, **run.metrics}
+        (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    return run

@@ -20,6 +20,18 @@ from flava_kit.train.config import TrainConfig
 COLUMNS = ["step", "lr", "loss", *OBJECTIVES]
 
 
+class _Losses(torch.nn.Module):
+    """``(loss, losses)`` from a pretraining model: outputs DDP can trace to find unused parameters."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.model(**batch)
+        return out.loss, out.losses
+
+
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices; none on norms, biases and other vectors (or scalars)."""
     decay, no_decay = [], []
@@ -56,7 +68,9 @@ class Trainer:
                 if hasattr(module, "gradient_checkpointing"):
                     module.gradient_checkpointing = True
         self.module = model.train()
-        self.model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if self.distributed else model
+        losses = _Losses(model)
+        # Some parameters get no gradient in a step (unused poolers; MIM heads in a paired batch).
+        self.model = torch.nn.parallel.DistributedDataParallel(losses, find_unused_parameters=True) if self.distributed else losses
         fused = {"fused": True} if next(model.parameters()).device.type == "cpu" else {}
         self.optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, **fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(config.warmup_steps, config.steps))
@@ -107,9 +121,9 @@ class Trainer:
         for _ in range(cfg.accumulation):
             batch = next(loader)
             with autocast:
-                out = self.model(**batch)
-            (out.loss / cfg.accumulation).backward()
-            for name, value in {"loss": out.loss, **out.losses}.items():
+                loss, losses = self.model(**batch)
+            (loss / cfg.accumulation).backward()
+            for name, value in {"loss": loss, **losses}.items():
                 totals[name] = totals.get(name, 0.0) + value.item() / cfg.accumulation
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
