@@ -154,8 +154,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     run = pretrain(args.recipe, args.overrides, args.out, resume=args.resume)
     if run.metrics:
-        out.print(f"held-out zero-shot accuracy: {run.metrics['zero_shot_accuracy']:.3f} on {run.metrics['held_out_images']} "
-                  f"images (chance {run.metrics['chance']:.3f})", markup=False)  # fmt: skip
+        what = "zero-shot accuracy" if "zero_shot_accuracy" in run.metrics else "classification accuracy"
+        value = run.metrics.get("zero_shot_accuracy", run.metrics.get("accuracy"))
+        out.print(f"held-out {what}: {value:.3f} on {run.metrics['held_out_images']} images (chance {run.metrics['chance']:.3f})",
+                  markup=False)  # fmt: skip
     out.print(f"run: {run.run_dir} (losses.csv, losses.png, checkpoints/)", markup=False)
 
 

@@ -68,3 +68,12 @@ class PretrainingOutput:
     contrastive_logits_per_text: torch.Tensor | None = None
     unmasked: FlavaOutput | None = None
     masked: FlavaOutput | None = None
+
+
+@dataclass
+class ClassifierOutput:
+    """What :class:`~flava_kit.models.flava_classifier.FlavaClassifier` returns."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)

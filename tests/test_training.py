@@ -113,3 +113,39 @@ def test_a_recipe_without_data_cannot_pretrain(tmp_path):
 def test_tokenizer_larger_than_the_text_vocabulary_is_named(tmp_path):
     with pytest.raises(RecipeError, match=r"model\.text_encoder\.vocab_size: 10 is smaller than the tokenizer's 24 tokens"):
         pretrain(TINY, ["model.text_encoder.vocab_size=10"], run_dir=tmp_path)
+
+
+@pytest.mark.parametrize("modality", ["image", "text", "multimodal"])
+def test_finetuning_a_classifier_from_a_pretraining_run(tmp_path, modality):
+    pretrain(TINY, run_dir=tmp_path / "pre")
+    overrides = ["model.type=flava_classifier", f"model.modality={modality}", "model.num_classes=12", "data.task=classify",
+                 f"train.init_from={tmp_path / 'pre'}", "train.steps=3"]  # fmt: skip
+    run = pretrain(TINY, overrides, run_dir=tmp_path / "fine")
+    before = last_weights(tmp_path / "pre")
+    assert run.model.flava.text_encoder.word_embeddings.weight.shape == before["flava.text_encoder.word_embeddings.weight"].shape
+    assert 0.0 <= run.metrics["accuracy"] <= 1.0 and run.metrics["held_out_images"] == 48
+    with open(tmp_path / "fine" / "losses.csv") as handle:
+        assert all(row["classification"] for row in csv.DictReader(handle))
+
+
+def test_init_from_copies_the_matching_weights(tmp_path):
+    pretrain(TINY, run_dir=tmp_path / "pre")
+    run = pretrain(TINY, ["model.type=flava_classifier", "model.num_classes=12", "data.task=classify",
+                          f"train.init_from={tmp_path / 'pre'}", "train.lr=0"], run_dir=tmp_path / "fine")  # fmt: skip
+    before, after = last_weights(tmp_path / "pre"), run.model.state_dict()
+    assert torch.equal(after["flava.image_encoder.pos_embed"], before["flava.image_encoder.pos_embed"])  # lr 0: untouched
+
+
+def test_classification_needs_labelled_items(tmp_path):
+    from flava_kit.data.sources import DataError
+
+    (tmp_path / "lines.txt").write_text("a red circle\n")
+    with pytest.raises(DataError, match="need items with a label"):
+        pretrain(TINY, ["model.type=flava_classifier", "data.task=classify", "data.synthetic=0", f"data.text_lines={tmp_path / 'lines.txt'}"],
+                 run_dir=tmp_path)  # fmt: skip
+
+
+@pytest.mark.parametrize("option", ["train.autocast=true", "train.activation_checkpointing=true", "data.workers=1", "train.accumulation=2"])
+def test_training_options_run(tmp_path, option):
+    run = pretrain(TINY, [option, "train.steps=2"], run_dir=tmp_path)
+    assert run.step == 2 and torch.isfinite(torch.tensor(float((tmp_path / "losses.csv").read_text().splitlines()[-1].split(",")[2])))

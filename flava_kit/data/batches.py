@@ -40,6 +40,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
         rank: int = 0,
         length: int = 10**9,
         strict: bool = False,
+        task: str = "pretrain",
     ):
         empty = [name for name, source in sources.items() if len(source) == 0]
         if empty:
@@ -50,6 +51,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
         self.batch_size, self.processor, self.tokenizer, self.text_length = batch_size, processor, tokenizer, text_length
         self.image_masking, self.text_masking = image_masking, text_masking
         self.itm_negative_prob, self.seed, self.rank, self.length, self.strict = itm_negative_prob, seed, rank, length, strict
+        self.task = task
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -59,6 +61,8 @@ class PretrainingBatches(torch.utils.data.Dataset):
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.rank)
         name = self.names[int(torch.multinomial(self.weights, 1, generator=generator))]
         items = self._items(self.sources[name], generator)
+        if self.task == "classify":
+            return self._classification_batch(items)
         batch: dict[str, torch.Tensor] = {}
         has_image, has_text = "image" in items[0], "text" in items[0]
         texts = [item["text"] for item in items] if has_text else None
@@ -78,6 +82,19 @@ class PretrainingBatches(torch.utils.data.Dataset):
             special = encoded["special_tokens_mask"].bool() | (encoded["attention_mask"] == 0)
             batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
             batch["input_ids_masked"], batch["mlm_labels"] = self.text_masking(encoded["input_ids"], special, generator)
+        return batch
+
+    def _classification_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """Images and/or texts with their ``labels`` (no masking, no negatives)."""
+        if any(item.get("label", -1) < 0 for item in items):
+            raise DataError("classification batches need items with a label (>= 0); this source has unlabelled items")
+        batch = {"labels": torch.tensor([item["label"] for item in items])}
+        if "image" in items[0]:
+            batch.update(self.processor([item["image"] for item in items], codebook=False))
+        if "text" in items[0]:
+            encoded = self.tokenizer([item["text"] for item in items], padding="max_length", truncation=True,
+                                     max_length=self.text_length, return_tensors="pt")  # fmt: skip
+            batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
         return batch
 
     def _items(self, source: Sequence[dict], generator: torch.Generator) -> list[dict]:

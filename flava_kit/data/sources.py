@@ -32,7 +32,8 @@ def _open_image(path: Path) -> Image.Image:
 
 
 class ImageTextManifest:
-    """Pairs listed in a JSONL or CSV manifest with ``image`` (relative to the manifest) and ``text``."""
+    """Pairs listed in a JSONL or CSV manifest with ``image`` (relative to the manifest), ``text``
+    and, optionally, an integer ``label``."""
 
     def __init__(self, manifest: str | Path):
         self.path = Path(manifest)
@@ -57,7 +58,10 @@ class ImageTextManifest:
                 raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
         if not isinstance(row, dict) or not row.get("image") or not isinstance(row.get("text"), str):
             raise DataError(f"{where}: expected fields 'image' and 'text', got {row!r}")
-        return {"image": _open_image(self.path.parent / row["image"]), "text": row["text"]}
+        item = {"image": _open_image(self.path.parent / row["image"]), "text": row["text"]}
+        if row.get("label") not in (None, ""):  # for fine-tuning classifiers
+            item["label"] = int(row["label"])
+        return item
 
 
 class ImageFolder:

@@ -1,6 +1,7 @@
 """Heads on top of encoders (registry kind ``head``)."""
 
+from flava_kit.heads.classifier import ClassifierHead
 from flava_kit.heads.itm import ITMHead
 from flava_kit.heads.masked_prediction import MaskedPredictionHead
 
-__all__ = ["ITMHead", "MaskedPredictionHead"]
+__all__ = ["ClassifierHead", "ITMHead", "MaskedPredictionHead"]

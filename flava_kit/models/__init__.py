@@ -1,6 +1,7 @@
 """Assemblies of components (registry kind ``model``)."""
 
 from flava_kit.models.flava import FlavaModel
+from flava_kit.models.flava_classifier import FlavaClassifier
 from flava_kit.models.flava_pretraining import FlavaForPreTraining
 
-__all__ = ["FlavaForPreTraining", "FlavaModel"]
+__all__ = ["FlavaClassifier", "FlavaForPreTraining", "FlavaModel"]

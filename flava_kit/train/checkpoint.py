@@ -75,3 +75,24 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, schedule
         return int(state["step"])
     except Exception as exc:
         raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+
+
+def load_matching_weights(path: str | Path, model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Load a run's (or checkpoint's) weights where names and shapes match ``model``'s.
+
+    Returns (model keys left as they were, checkpoint keys not used). Nothing matching is an error.
+    """
+    path = Path(path)
+    checkpoint = latest_checkpoint(path) if (path / "checkpoints").is_dir() else path
+    if checkpoint is None or not (checkpoint / WEIGHTS).is_file():
+        raise CheckpointError(f"{path}: no checkpoint to start from (a run directory or a checkpoint directory)")
+    try:
+        saved = load_file(checkpoint / WEIGHTS)
+    except Exception as exc:
+        raise CheckpointError(f"{checkpoint / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+    own = model.state_dict()
+    matching = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise CheckpointError(f"{checkpoint / WEIGHTS}: no weight matches the model by name and shape")
+    model.load_state_dict(matching, strict=False)
+    return sorted(set(own) - set(matching)), sorted(set(saved) - set(matching))

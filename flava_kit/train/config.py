@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flava_kit.contracts import ImageMasking, TextMasking
 
 
 class DataConfig:
     """Where pretraining batches come from, and how they are processed and masked.
+
+    ``task: classify`` makes labelled batches for fine-tuning a classifier instead (items need a
+    ``label``: the synthetic dataset's one-shape images, or a manifest's ``label`` field).
 
     Sources (any mix; each batch comes from one, drawn by ``weights``, default equal):
     ``synthetic`` pairs of the embedded shapes dataset, a ``manifest`` of image-text pairs
@@ -20,8 +23,9 @@ class DataConfig:
 
     def __init__(
         self,
-        image_masking: ImageMasking,
-        text_masking: TextMasking,
+        image_masking: ImageMasking | None = None,
+        text_masking: TextMasking | None = None,
+        task: Literal["pretrain", "classify"] = "pretrain",
         synthetic: int = 0,
         synthetic_held_out: int = 600,
         manifest: str | None = None,
@@ -38,7 +42,9 @@ class DataConfig:
         strict: bool = False,
         seed: int = 0,
     ):
-        self.image_masking, self.text_masking = image_masking, text_masking
+        self.image_masking, self.text_masking, self.task = image_masking, text_masking, task
+        if task == "pretrain" and (image_masking is None or text_masking is None):
+            raise ValueError("pretraining needs image_masking and text_masking (e.g. {type: block} and {type: mlm})")
         self.synthetic, self.synthetic_held_out = synthetic, synthetic_held_out
         self.manifest, self.image_folder, self.text_lines = manifest, image_folder, text_lines
         self.weights, self.tokenizer_path = dict(weights or {}), tokenizer
@@ -56,8 +62,9 @@ class DataConfig:
         from flava_kit.data.synthetic import SyntheticShapes
 
         sources: dict[str, Any] = {}
-        if self.synthetic:
-            sources["synthetic"] = SyntheticShapes(self.synthetic, self.image_size, seed=self.seed)
+        if self.synthetic:  # classification needs labels: one shape per image
+            two_shapes = 0.0 if self.task == "classify" else 0.25
+            sources["synthetic"] = SyntheticShapes(self.synthetic, self.image_size, seed=self.seed, two_shapes=two_shapes)
         if self.manifest:
             sources["manifest"] = ImageTextManifest(self.manifest)
         if self.image_folder:
@@ -94,14 +101,16 @@ class DataConfig:
 
         return PretrainingBatches(
             self.sources(), self.weights, self.batch_size, self.processor(), tokenizer, self.text_length,
-            self.image_masking, self.text_masking, self.itm_negative_prob, self.seed, rank, length, self.strict,
+            self.image_masking, self.text_masking, self.itm_negative_prob, self.seed, rank, length, self.strict, self.task,
         )  # fmt: skip
 
 
 class TrainConfig:
     """How to train: AdamW (no weight decay on norms and biases), linear warm-up then cosine decay,
     gradient clipping and accumulation, optional activation checkpointing and bf16 autocast,
-    a checkpoint every ``checkpoint_every`` steps (the last ``keep_checkpoints`` kept)."""
+    a checkpoint every ``checkpoint_every`` steps (the last ``keep_checkpoints`` kept).
+    ``init_from`` (a run directory or checkpoint) starts from its weights where names and shapes
+    match, e.g. a classifier from a pretraining run."""
 
     def __init__(
         self,
@@ -118,6 +127,7 @@ class TrainConfig:
         autocast: bool = False,
         activation_checkpointing: bool = False,
         threads: int | None = None,
+        init_from: str | None = None,
     ):
         if steps < 1 or accumulation < 1 or checkpoint_every < 1 or keep_checkpoints < 1:
             raise ValueError("steps, accumulation, checkpoint_every and keep_checkpoints must be at least 1")
@@ -125,3 +135,4 @@ class TrainConfig:
         self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
         self.autocast, self.activation_checkpointing, self.threads = autocast, activation_checkpointing, threads
+        self.init_from = init_from

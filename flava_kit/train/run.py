@@ -53,16 +53,40 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     if len(tokenizer) > text_vocab:
         raise RecipeError(Problem("model.text_encoder.vocab_size", f"{text_vocab} is smaller than the tokenizer's {len(tokenizer)} tokens",
                                   suggestion=f"set model.text_encoder.vocab_size={len(tokenizer)} or more"))  # fmt: skip
+    if train.init_from and not resume:
+        from flava_kit.train.checkpoint import load_matching_weights
+
+        untouched, unused = load_matching_weights(train.init_from, model)
+        if rank == 0:
+            print(f"init_from {train.init_from}: {len(untouched)} model tensors kept their initial values "
+                  f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
     trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers)
     step = trainer.fit(resume=resume, stop_after=stop_after)
     run = PretrainRun(model, run_dir, step, trainer.batches.skipped)
     held_out = data.held_out()
     if held_out is not None and rank == 0 and step == train.steps:
         items = [held_out[i] for i in range(len(held_out))]
-        names = class_names()
-        accuracy = zero_shot_accuracy(model, data.processor(), tokenizer, [i["image"] for i in items], [i["label"] for i in items],
-                                      names, text_length=data.text_length)
-        run.metrics = {"zero_shot_accuracy": accuracy, "chance": 1 / len(names), "held_out_images": len(items)}
+        images, labels, names = [i["image"] for i in items], [i["label"] for i in items], class_names()
+        if data.task == "classify":
+            accuracy = classification_accuracy(model, data, tokenizer, items)
+            run.metrics = {"accuracy": accuracy, "chance": 1 / len(names), "held_out_images": len(items)}
+        else:
+            accuracy = zero_shot_accuracy(model, data.processor(), tokenizer, images, labels, names, text_length=data.text_length)
+            run.metrics = {"zero_shot_accuracy": accuracy, "chance": 1 / len(names), "held_out_images": len(items)}
         summary = {"step": step, "skipped_items": run.skipped_items, **run.metrics}
         (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return run
+
+
+@torch.no_grad()
+def classification_accuracy(model: Any, data: Any, tokenizer: Any, items: list[dict], batch_size: int = 64) -> float:
+    """A fine-tuned classifier's accuracy on labelled ``items``."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        inputs = data.processor()([item["image"] for item in chunk], codebook=False)
+        encoded = tokenizer([item["text"] for item in chunk], padding="max_length", truncation=True, max_length=data.text_length, return_tensors="pt")
+        logits = model(**inputs, input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
+        correct += (logits.argmax(1) == torch.tensor([item["label"] for item in chunk])).sum().item()
+    return correct / len(items)

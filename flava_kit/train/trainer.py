@@ -17,7 +17,7 @@ from flava_kit.models.flava_pretraining import OBJECTIVES
 from flava_kit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from flava_kit.train.config import TrainConfig
 
-COLUMNS = ["step", "lr", "loss", *OBJECTIVES]
+COLUMNS = ["step", "lr", "loss", *OBJECTIVES, "classification"]
 
 
 class _Losses(torch.nn.Module):
@@ -157,7 +157,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    for column in ["loss", *OBJECTIVES]:
+    for column in COLUMNS[2:]:
         points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
         if points:
             axis.plot(*zip(*points), label=column, linewidth=1.2 if column == "loss" else 0.8)
