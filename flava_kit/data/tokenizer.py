@@ -16,8 +16,8 @@ def load_tokenizer(path: str | Path):
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
-def tokenizer_from_words(words: list[str], directory: str | Path):
-    """A ``BertTokenizerFast`` whose vocabulary is the special tokens then ``words`` (written to ``directory``).
+def tokenizer_from_words(words: list[str], directory: str | Path | None):
+    """A ``BertTokenizerFast`` whose vocabulary is the special tokens then ``words`` (saved in ``directory``, if given).
 
     [PAD] is id 0 and [MASK] id 4; unknown words become [UNK].
     """
@@ -25,5 +25,6 @@ def tokenizer_from_words(words: list[str], directory: str | Path):
 
     tokens = SPECIAL_TOKENS + [w for w in dict.fromkeys(words) if w not in SPECIAL_TOKENS]
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)}, do_lower_case=True)
-    tokenizer.save_pretrained(str(directory))  # so a run's tokenizer travels with its checkpoints
+    if directory is not None:
+        tokenizer.save_pretrained(str(directory))  # so a run's tokenizer travels with its checkpoints
     return tokenizer

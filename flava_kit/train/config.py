@@ -81,8 +81,8 @@ class DataConfig:
             return None
         return SyntheticShapes(self.synthetic_held_out, self.image_size, seed=self.seed + 10_007, two_shapes=0.0)
 
-    def tokenizer(self, directory: str | Path) -> Any:
-        """The local tokenizer, or one built from the synthetic vocabulary (saved in ``directory``)."""
+    def tokenizer(self, directory: str | Path | None) -> Any:
+        """The local tokenizer, or one built from the synthetic vocabulary (saved in ``directory`` if given)."""
         from flava_kit.data.synthetic import vocabulary
         from flava_kit.data.tokenizer import load_tokenizer, tokenizer_from_words
 

@@ -48,7 +48,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
     model = build(recipe)
     run_dir = Path(run_dir)
-    tokenizer = data.tokenizer(run_dir / "tokenizer")
+    tokenizer = data.tokenizer(run_dir / "tokenizer" if rank == 0 else None)  # one writer under torchrun
     text_vocab = model.flava.text_encoder.vocab_size
     if len(tokenizer) > text_vocab:
         raise RecipeError(Problem("model.text_encoder.vocab_size", f"{text_vocab} is smaller than the tokenizer's {len(tokenizer)} tokens",
