@@ -21,14 +21,17 @@ from flava_kit.errors import CheckpointError
 WEIGHTS, STATE, RECIPE, LATEST = "model.safetensors", "trainer_state.pt", "recipe.yaml", "latest"
 
 
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: Any, scheduler: Any, recipe: dict, keep: int) -> Path:
-    """Write ``run_dir/checkpoints/step-NNNNNNNN`` atomically and keep only the newest ``keep``."""
+def save_checkpoint(run_dir: Path, step: int, weights: dict, optimizer_state: dict, scheduler: Any, recipe: dict, keep: int) -> Path:
+    """Write ``run_dir/checkpoints/step-NNNNNNNN`` atomically and keep only the newest ``keep``.
+
+    ``weights`` and ``optimizer_state`` are full (unsharded) state dicts.
+    """
     root = Path(run_dir) / "checkpoints"
     final, temporary = root / f"step-{step:08d}", root / f".step-{step:08d}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, temporary / WEIGHTS)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    save_file({k: v.detach().contiguous() for k, v in weights.items()}, temporary / WEIGHTS)
+    torch.save({"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}, temporary / STATE)  # fmt: skip
     (temporary / RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
     shutil.rmtree(final, ignore_errors=True)
@@ -52,29 +55,29 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, or an error naming the file."""
+    try:
+        return load_file(Path(path) / WEIGHTS)
+    except Exception as exc:
+        raise CheckpointError(f"{Path(path) / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+
+
+def read_state(path: Path) -> dict:
+    """A checkpoint's trainer state (step, optimizer, scheduler, RNG), or an error naming the file."""
+    try:
+        state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)
+        return {"step": int(state["step"]), "optimizer": state["optimizer"], "scheduler": state["scheduler"], "rng": state["rng"]}
+    except Exception as exc:
+        raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+
+
 def load_weights(path: Path, model: torch.nn.Module) -> None:
     """Load a checkpoint's weights into ``model`` (strict)."""
     try:
-        state = load_file(Path(path) / WEIGHTS)
-    except Exception as exc:
-        raise CheckpointError(f"{Path(path) / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
-    try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(read_weights(path), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{Path(path) / WEIGHTS} does not match the model: {exc}") from exc
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> int:
-    """Restore weights, optimizer, scheduler and RNG state; return the step it was saved at."""
-    load_weights(path, model)
-    try:
-        state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        return int(state["step"])
-    except Exception as exc:
-        raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
 
 
 def load_matching_weights(path: str | Path, model: torch.nn.Module) -> tuple[list[str], list[str]]:

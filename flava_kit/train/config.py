@@ -110,7 +110,8 @@ class TrainConfig:
     gradient clipping and accumulation, optional activation checkpointing and bf16 autocast,
     a checkpoint every ``checkpoint_every`` steps (the last ``keep_checkpoints`` kept).
     ``init_from`` (a run directory or checkpoint) starts from its weights where names and shapes
-    match, e.g. a classifier from a pretraining run."""
+    match, e.g. a classifier from a pretraining run. Under ``torchrun`` the model is replicated
+    (DDP), or sharded with ``fsdp`` (FSDP2; checkpoints stay whole)."""
 
     def __init__(
         self,
@@ -128,6 +129,7 @@ class TrainConfig:
         activation_checkpointing: bool = False,
         threads: int | None = None,
         init_from: str | None = None,
+        fsdp: bool = False,
     ):
         if steps < 1 or accumulation < 1 or checkpoint_every < 1 or keep_checkpoints < 1:
             raise ValueError("steps, accumulation, checkpoint_every and keep_checkpoints must be at least 1")
@@ -135,4 +137,4 @@ class TrainConfig:
         self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
         self.autocast, self.activation_checkpointing, self.threads = autocast, activation_checkpointing, threads
-        self.init_from = init_from
+        self.init_from, self.fsdp = init_from, fsdp

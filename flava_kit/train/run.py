@@ -18,7 +18,10 @@ from flava_kit.recipes import build, build_section, load_recipe
 @dataclass
 class PretrainRun:
     """What :func:`pretrain` leaves: the trained model, where its files are, the last step, and
-    ``metrics`` (``zero_shot_accuracy``, ``chance`` and ``held_out_images`` on synthetic data)."""
+    ``metrics`` (``zero_shot_accuracy``, ``chance`` and ``held_out_images`` on synthetic data).
+
+    Under FSDP, rank 0's ``model`` is whole; other ranks keep their shard.
+    """
 
     model: torch.nn.Module
     run_dir: Path
@@ -62,9 +65,14 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
                   f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
     trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers)
     step = trainer.fit(resume=resume, stop_after=stop_after)
+    if train.fsdp:  # gather the shards (every rank takes part); rank 0 gets, evaluates and returns a whole model
+        weights = trainer.full_state_dict()
+        if rank == 0:
+            model = build(recipe)
+            model.load_state_dict(weights)
     run = PretrainRun(model, run_dir, step, trainer.batches.skipped)
     held_out = data.held_out()
-    if held_out is not None and rank == 0 and step == train.steps:
+    if held_out is not None and step == train.steps and rank == 0:
         items = [held_out[i] for i in range(len(held_out))]
         images, labels, names = [i["image"] for i in items], [i["label"] for i in items], class_names()
         if data.task == "classify":
