@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from flava_kit.layers import Pooler, padding_to_attention_mask
+from flava_kit.layers import Pooler, padding_to_attention_mask, run_layer
 from flava_kit.layers.cross_attention import CrossAttentionLayer
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
@@ -57,12 +56,9 @@ class CrossAttentionFusion(nn.Module):
         if text_padding_mask is not None:
             text_mask = padding_to_attention_mask(torch.cat([text_padding_mask.new_ones(batch, 1), text_padding_mask], dim=1))
         for image_layer, text_layer in zip(self.image_layers, self.text_layers):
-            image, text = self._run(image_layer, image, text, None, text_mask), self._run(text_layer, text, image, text_mask, None)
+            checkpointed = self.gradient_checkpointing
+            image, text = (run_layer(image_layer, checkpointed, image, text, None, text_mask),
+                           run_layer(text_layer, checkpointed, text, image, text_mask, None))  # fmt: skip
         states = torch.cat([text[:, :1], image, text[:, 1:]], dim=1)
         last = self.norm(states)
         return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=states, pooler_output=self.pooler(last))
-
-    def _run(self, layer: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(layer, *args, use_reentrant=False)
-        return layer(*args)

@@ -8,6 +8,7 @@ from flava_kit.layers.transformer import (
     TransformerLayer,
     linear,
     padding_to_attention_mask,
+    run_layer,
 )
 
-__all__ = ["Attention", "Mlp", "Pooler", "TransformerEncoder", "TransformerLayer", "linear", "padding_to_attention_mask"]
+__all__ = ["Attention", "Mlp", "Pooler", "TransformerEncoder", "TransformerLayer", "linear", "padding_to_attention_mask", "run_layer"]

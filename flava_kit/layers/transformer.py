@@ -59,6 +59,14 @@ def linear(
     return y if residual is None else residual + y
 
 
+def run_layer(layer: nn.Module, checkpointed: bool, *args: torch.Tensor | None) -> torch.Tensor:
+    """``layer(*args)``, recomputing its activations in the backward pass when ``checkpointed``
+    (and training with autograd on) instead of storing them."""
+    if checkpointed and layer.training and torch.is_grad_enabled():
+        return checkpoint(layer, *args, use_reentrant=False)
+    return layer(*args)
+
+
 def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor | None:
     """``[B, L]`` mask (1 = real token, 0 = padding) -> boolean ``[B, 1, 1, L]`` SDPA mask.
 
@@ -165,10 +173,7 @@ class TransformerEncoder(nn.Module):
         """``x``: ``[B, L, H]``; ``padding_mask``: ``[B, L]``, 1 at real tokens, 0 at padding."""
         attn_mask = padding_to_attention_mask(padding_mask)
         for layer in self.layers:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(layer, x, attn_mask, use_reentrant=False)
-            else:
-                x = layer(x, attn_mask)
+            x = run_layer(layer, self.gradient_checkpointing, x, attn_mask)
         last = self.norm(x)
         return EncoderOutput(last_hidden_state=last, hidden_states_for_fusion=x, pooler_output=self.pooler(last))
 

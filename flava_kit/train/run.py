@@ -90,10 +90,10 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
 def classification_accuracy(model: Any, data: Any, tokenizer: Any, items: list[dict], batch_size: int = 64) -> float:
     """A fine-tuned classifier's accuracy on labelled ``items``."""
     model.eval()
-    correct = 0
+    correct, processor = 0, data.processor()
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        inputs = data.processor()([item["image"] for item in chunk], codebook=False)
+        inputs = processor([item["image"] for item in chunk], codebook=False)
         encoded = tokenizer([item["text"] for item in chunk], padding="max_length", truncation=True, max_length=data.text_length, return_tensors="pt")
         logits = model(**inputs, input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
         correct += (logits.argmax(1) == torch.tensor([item["label"] for item in chunk])).sum().item()
