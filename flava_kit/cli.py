@@ -163,6 +163,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from flava_kit.data.synthetic import class_names
+    from flava_kit.data.tokenizer import load_tokenizer
     from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
     from flava_kit.recipes import build, build_section, load_recipe
     from flava_kit.train.checkpoint import latest_checkpoint, load_weights
@@ -174,7 +175,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     recipe = load_recipe(checkpoint / "recipe.yaml")
     model, data = build(recipe), build_section(recipe, "data")
     load_weights(checkpoint, model)
-    tokenizer, processor = data.tokenizer(run / "tokenizer"), data.processor()
+    # The tokenizer the run saved, rather than building (and re-saving) it again.
+    tokenizer = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else data.tokenizer(None)
+    processor = data.processor()
     if args.manifest:
         from flava_kit.data.sources import ImageTextManifest
 

@@ -66,11 +66,6 @@ class Entry:
         """``name``, or ``distribution:name`` for a plug-in."""
         return f"{self.provenance.distribution}:{self.name}" if self._plugin else self.name
 
-    @property
-    def loaded(self) -> bool:
-        """Whether the target has been imported."""
-        return self._target is not None
-
     def load(self) -> Callable[..., Any]:
         """The registered class or factory, importing a plug-in's module if needed."""
         if self._target is None:
@@ -317,11 +312,6 @@ class Registry:
                 provenance = Provenance("plug-in", ep.module_name, ep.distribution, ep.version)
                 table[kind].setdefault(ep.name, []).append(Entry(kind, ep.name, provenance, _plugin=ep))
         return table
-
-    def refresh_plugins(self) -> None:
-        """Forget discovered plug-ins so the next look-up reads installed metadata again."""
-        with self._lock:
-            self._plugins = None
 
 
 registry = Registry()

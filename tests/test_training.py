@@ -91,7 +91,9 @@ def test_warmup_then_cosine():
 def test_pretrain_and_eval_from_the_cli(tmp_path, capsys):
     assert main(["pretrain", TINY, "train.steps=3", "--out", str(tmp_path)]) == 0
     assert "held-out zero-shot accuracy:" in capsys.readouterr().out
+    saved = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "tokenizer").iterdir()}
     assert main(["eval", str(tmp_path)]) == 0
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "tokenizer").iterdir()} == saved  # read, not rewritten
     assert "zero-shot accuracy:" in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--task", "retrieval"]) == 0
     assert "image_to_text_R@1:" in capsys.readouterr().out
