@@ -120,3 +120,17 @@ def missing_members(obj: object, protocol: type) -> list[str]:
     methods = [m for m in ("forward", "tokens", "__call__") if m in vars(protocol)]
     members = list(getattr(protocol, "__annotations__", {})) + methods
     return [m for m in members if not hasattr(obj, m)]
+
+
+RecipeChecks = "recipe_checks(node: dict, path: tuple, recipe: dict) -> Iterable[(path, message[, hint])]"
+"""The optional cross-component check hook of any component (or of a recipe section's class).
+
+A component that needs its parts, or other sections, to agree with it (a codebook grid that must
+match the image encoder's patch grid; a data setting that must match the model) defines a static
+method ``recipe_checks(node, path, recipe)``. ``flava-kit validate`` calls it after the whole
+recipe is resolved (every default explicit), with the component's own resolved ``node``, its
+recipe ``path`` (a tuple of keys) and the whole resolved ``recipe``. It yields one tuple per
+problem: the recipe path to blame (a tuple; name the other side in the message), the message, and
+optionally a hint. It must not build anything. A check that raises (because a value it reads is
+itself invalid and already reported) is skipped.
+"""

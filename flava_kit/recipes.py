@@ -267,6 +267,8 @@ class _Validator:
         self.tree = tree
         self.problems: list[Problem] = []
         self.notes: list[str] = []
+        # (hook, resolved node, its path): cross-component checks, run once the whole recipe is resolved
+        self.checks: list[tuple[Any, dict, PathT]] = []
 
     def problem(self, path: PathT, message: str, expected: str | None = None, suggestion: str | None = None) -> None:
         self.problems.append(Problem(dotted(path), message, expected, suggestion, self.tree.origin(path)))
@@ -293,7 +295,28 @@ class _Validator:
                     self.problem((name,), f"expected a mapping, got {type(value).__name__}", expected=f"the '{name}' section's settings")
                     continue
                 resolved[name] = self.params(value, (name,), section_class(name), f"section '{name}'", typed=False)
+                self._defer_checks(section_class(name), resolved[name], (name,))
+        self.run_checks(resolved)
         return resolved
+
+    def _defer_checks(self, target: Any, node: Any, path: PathT) -> None:
+        hook = getattr(target, "recipe_checks", None)
+        if callable(hook) and isinstance(node, dict):
+            self.checks.append((hook, node, path))
+
+    def run_checks(self, resolved: dict) -> None:
+        """Cross-component checks (see :data:`flava_kit.contracts.RecipeChecks`) over the resolved recipe.
+
+        A check that cannot run because a value it reads is itself invalid stays silent: that
+        value has its own problem already.
+        """
+        for hook, node, path in self.checks:
+            try:
+                found = list(hook(node, path, resolved))
+            except Exception:
+                continue
+            for where, message, *hint in found:
+                self.problem(tuple(where), message, suggestion=hint[0] if hint else None)
 
     def slot(self, value: Any, path: PathT, spec: SlotSpec) -> Any:
         if value is None:
@@ -330,7 +353,9 @@ class _Validator:
         except RegistryError as exc:
             self.problem(path + ("type",), str(exc))
             return value
-        return {"type": entry.qualified_name, **self.params(value, path, target, f"{kind} '{name}'")}
+        resolved = {"type": entry.qualified_name, **self.params(value, path, target, f"{kind} '{name}'")}
+        self._defer_checks(target, resolved, path)
+        return resolved
 
     def params(self, value: dict, path: PathT, target: Any, label: str, typed: bool = True) -> dict:
         """Check a node's parameters against ``target``'s signature; return them with defaults filled.

@@ -26,7 +26,7 @@ from typing import Any, Callable, TypeVar
 from flava_kit import plugins
 from flava_kit.errors import PluginError, RegistryError
 
-KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model")
+KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model", "source", "logger")
 """Every kind of component, in the order recipes and listings show them."""
 
 # Importing these packages registers every built-in component.
