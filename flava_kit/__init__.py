@@ -6,9 +6,9 @@
 1
 """
 
-from flava_kit.checkpoints import from_pretrained
-from flava_kit.recipes import Recipe, build, load_recipe, to_recipe
+from flava_kit.checkpoints import from_pretrained, save_pretrained
+from flava_kit.recipe import Recipe, build, load_recipe, recipe_of, to_recipe
 from flava_kit.registry import register, registry
 
-__all__ = ["Recipe", "build", "from_pretrained", "load_recipe", "register", "registry", "to_recipe"]
+__all__ = ["Recipe", "build", "from_pretrained", "load_recipe", "recipe_of", "register", "registry", "save_pretrained", "to_recipe"]
 __version__ = "0.1.0"

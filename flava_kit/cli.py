@@ -34,7 +34,9 @@ def _count(module: Any) -> str:
 
 def _component_tree(module: Any, label: str, tree: Tree | None = None) -> Tree:
     """Nest every recipe-built component under its parent, with parameter counts."""
-    kind, node = module._flava_recipe
+    from flava_kit.recipe import recipe_of
+
+    kind, node = recipe_of(module)
     text = f"{label}: [bold]{node['type']}[/bold] ({kind}, {_count(module)})"
     branch = Tree(text) if tree is None else tree.add(text)
     _add_components(module, "", branch)
@@ -42,9 +44,11 @@ def _component_tree(module: Any, label: str, tree: Tree | None = None) -> Tree:
 
 
 def _add_components(module: Any, prefix: str, branch: Tree) -> None:
+    from flava_kit.recipe import recipe_of
+
     # Look through modules a component builds itself (e.g. flava_pretraining's FlavaModel).
     for name, child in getattr(module, "named_children", lambda: [])():
-        if hasattr(child, "_flava_recipe"):
+        if recipe_of(child) is not None:
             _component_tree(child, prefix + name, branch)
         else:
             _add_components(child, f"{prefix}{name}.", branch)
@@ -69,7 +73,7 @@ def cmd_describe(args: argparse.Namespace) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
-    from flava_kit.schema import recipe_json_schema
+    from flava_kit.recipe.json_schema import recipe_json_schema
 
     print(json.dumps(recipe_json_schema(), indent=2))
 
@@ -80,7 +84,7 @@ def _print_notes(notes: list[str]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from flava_kit.recipes import load_recipe
+    from flava_kit.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     _print_notes(recipe.notes)
@@ -91,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from flava_kit.recipes import build, load_recipe
+    from flava_kit.recipe import build, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     _print_notes(recipe.notes)
@@ -124,11 +128,12 @@ def _run_example(model: Any) -> None:
 
 
 def cmd_cp(args: argparse.Namespace) -> None:
-    from flava_kit.recipes import SHIPPED_DIR, _not_found
+    from flava_kit.recipe import SHIPPED_DIR
+    from flava_kit.recipe.loading import not_found
 
     source = SHIPPED_DIR / f"{args.name}.yaml"
     if not source.is_file():
-        raise RecipeError(_not_found(args.name, "", None))
+        raise RecipeError(not_found(args.name, "", None))
     dest = Path(args.dest)
     if dest.is_dir():
         dest = dest / source.name
@@ -139,13 +144,13 @@ def cmd_cp(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from flava_kit.checkpoints import from_pretrained
+    from flava_kit.checkpoints import from_pretrained, save_pretrained
 
     model = from_pretrained(args.src)
     if model.skipped_keys:
         err.print(f"note: skipped {len(model.skipped_keys)} weights a FlavaModel does not hold "
                   f"(pretraining heads, codebook), e.g. {model.skipped_keys[0]}", markup=False)  # fmt: skip
-    model.save_pretrained(args.dst)
+    save_pretrained(model, args.dst)
     out.print(f"wrote {args.dst} ({_count(model)})", markup=False)
 
 
@@ -165,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from flava_kit.data.synthetic import class_names
     from flava_kit.data.tokenizer import load_tokenizer
     from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
-    from flava_kit.recipes import build, build_section, load_recipe
+    from flava_kit.recipe import build, build_section, load_recipe
     from flava_kit.train.checkpoint import latest_checkpoint, load_weights
 
     run = Path(args.run)

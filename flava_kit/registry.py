@@ -25,6 +25,7 @@ from typing import Any, Callable, TypeVar
 
 from flava_kit import plugins
 from flava_kit.errors import PluginError, RegistryError
+from flava_kit.schema import component_schema
 
 KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model", "source", "logger")
 """Every kind of component, in the order recipes and listings show them."""
@@ -245,8 +246,6 @@ class Registry:
 
     def describe(self, kind: str, name: str) -> Description:
         """Parameters (types, defaults), docstring and provenance of one component."""
-        from flava_kit.schema import component_schema  # schema needs the registry's kinds
-
         entry = self.entry(kind, name)
         target = entry.load()
         schema = component_schema(target)

@@ -76,7 +76,7 @@ def test_other_image_size_interpolates_position_embeddings(tiny_pair):
 
 def test_round_trip_hf_to_flava_kit_to_hf_is_identical(tiny_pair, tmp_path):
     _, hf, ours, _ = tiny_pair
-    ours.save_pretrained(tmp_path)
+    flava_kit.save_pretrained(ours, tmp_path)
     again = FlavaModel.from_pretrained(tmp_path)
     expected, got = hf.state_dict(), again.state_dict()
     assert expected.keys() == got.keys()
@@ -92,7 +92,7 @@ def test_pretraining_checkpoint_loads_its_flava_model_part(tmp_path):
     config.image_config.image_size, config.image_config.patch_size = 112, 8  # 14x14, the codebook's grid
     torch.manual_seed(0)
     pretraining = FlavaForPreTraining(config).eval()
-    pretraining.save_pretrained(tmp_path)
+    flava_kit.save_pretrained(pretraining, tmp_path)
     # Its heads are narrower than its fusion: HF builds that but could never run MMM, and neither
     # will flava_kit build it whole; the FlavaModel part loads on request.
     with pytest.raises(flava_kit.errors.BuildError, match=r"objectives\.mmm_image\.hidden_size 32 != fusion\.hidden_size 24"):
@@ -157,7 +157,7 @@ def test_weights_only_pickle_checkpoints_load(tiny_pair, tmp_path):
 def test_non_standard_component_cannot_be_saved_in_hf_format(tmp_path):
     model = flava_kit.build("flava_tiny", ["model.image_encoder.type=patch_mlp"])
     with pytest.raises(CheckpointError, match="model.image_encoder is 'flava_kit_demo_plugin:patch_mlp'"):
-        model.save_pretrained(tmp_path)
+        flava_kit.save_pretrained(model, tmp_path)
 
 
 def test_convert_command(tiny_pair, tmp_path, capsys):

@@ -81,7 +81,7 @@ def test_round_trip_to_hf_is_identical(pair, tmp_path):
     from transformers import FlavaForPreTraining
 
     _, hf, ours, _ = pair
-    ours.save_pretrained(tmp_path)
+    flava_kit.save_pretrained(ours, tmp_path)
     again = FlavaForPreTraining.from_pretrained(tmp_path)
     expected, got = hf.state_dict(), again.state_dict()
     assert expected.keys() == got.keys()

@@ -9,8 +9,8 @@ import yaml
 
 import flava_kit
 from flava_kit.errors import FlavaKitError
-from flava_kit.recipes import shipped_recipes
-from flava_kit.schema import recipe_json_schema
+from flava_kit.recipe import shipped_recipes
+from flava_kit.recipe.json_schema import recipe_json_schema
 
 
 def structure(model: torch.nn.Module) -> list:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import flava_kit
 from flava_kit.contracts import missing_members
-from flava_kit.recipes import _tree_from
+from flava_kit.recipe.extends import tree_from
 from flava_kit.registry import registry
 from flava_kit.schema import component_schema
 
@@ -44,7 +44,7 @@ def fillers(protocol: type, kind: str) -> list[str]:
         for entry in registry.list(kind):
             try:
                 node = {"type": registry.display_name(entry), **small_defaults(entry.load()), **ADAPTERS.get(entry.name, {})}
-                built = flava_kit.recipes.build_node(node, kind)
+                built = flava_kit.recipe.build_node(node, kind)
             except Exception:
                 continue  # broken plug-ins, components of other slots
             if not missing_members(built, protocol):
@@ -102,7 +102,7 @@ def test_generated_recipes_validate_build_and_round_trip(node):
     assert structure(flava_kit.build(flava_kit.to_recipe(model))) == structure(model)
 
 
-TINY = _tree_from("flava_tiny").data
+TINY = tree_from("flava_tiny").data
 
 
 def leaf_paths(data, prefix=()):

@@ -126,7 +126,7 @@ def test_hf_text_from_a_local_directory_gives_that_model(tmp_path):
     bert = BertModel(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20)).eval()
     bert.save_pretrained(tmp_path)
     node = {"type": "hf_text", "path": str(tmp_path)}
-    encoder = flava_kit.recipes.build_node(node, "encoder").eval()
+    encoder = flava_kit.recipe.build_node(node, "encoder").eval()
     ids, mask = torch.randint(0, 40, (2, 6)), torch.tensor([[1] * 6, [1] * 3 + [0] * 3])
     with torch.no_grad():
         assert torch.allclose(encoder(ids, mask).last_hidden_state, bert(input_ids=ids, attention_mask=mask).last_hidden_state, atol=1e-6)

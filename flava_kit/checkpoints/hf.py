@@ -58,7 +58,7 @@ def check_standard(model: Any) -> None:
     """Raise unless ``model`` is built from the standard FLAVA components HF's format can hold."""
     from flava_kit.models.flava import FlavaModel
     from flava_kit.models.flava_pretraining import FlavaForPreTraining
-    from flava_kit.recipes import to_recipe
+    from flava_kit.recipe import to_recipe
 
     if not isinstance(model, (FlavaModel, FlavaForPreTraining)):
         raise CheckpointError(f"the HF FLAVA format holds a flava or flava_pretraining model, not a {type(model).__name__}")
@@ -258,7 +258,7 @@ def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     """
     from transformers import FlavaConfig
 
-    from flava_kit.recipes import build, load_recipe
+    from flava_kit.recipe import build, load_recipe
 
     directory = Path(path)
     if not (directory / "config.json").is_file():
@@ -287,7 +287,7 @@ def save_pretrained(model: Any, path: str | Path) -> None:
     """
     import yaml
 
-    from flava_kit.recipes import to_recipe
+    from flava_kit.recipe import to_recipe
 
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)

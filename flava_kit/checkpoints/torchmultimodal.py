@@ -76,7 +76,7 @@ def from_torchmultimodal(path: str | Path, recipe: str = "flava_pretrain_tmm", o
     """
     from safetensors.torch import load_file
 
-    from flava_kit.recipes import build
+    from flava_kit.recipe import build
 
     file = Path(path)
     if not file.is_file():

@@ -40,11 +40,6 @@ class FlavaModel(nn.Module):
         self.text_to_fusion = nn.Linear(text_encoder.hidden_size, fusion.hidden_size)
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
 
-    def save_pretrained(self, path: str) -> None:
-        """Write an HF FLAVA directory (``config.json``, ``model.safetensors``) and the recipe beside it."""
-        from flava_kit.checkpoints.hf import save_pretrained
-
-        save_pretrained(self, path)
 
     def example_inputs(self, batch_size: int = 2, text_length: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
         """A seeded random batch that fits this model: images at the image encoder's native size,

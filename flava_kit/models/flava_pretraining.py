@@ -92,11 +92,6 @@ class FlavaForPreTraining(nn.Module):
         if problems:
             raise ValueError("parts do not fit: " + "; ".join(problems))
 
-    def save_pretrained(self, path: str) -> None:
-        """Write an HF ``FlavaForPreTraining`` directory and the recipe beside it."""
-        from flava_kit.checkpoints.hf import save_pretrained
-
-        save_pretrained(self, path)
 
     def example_inputs(self, batch_size: int = 2, text_length: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
         """A seeded paired batch with masks and labels, one ITM negative (the last row)."""

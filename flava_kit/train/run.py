@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from flava_kit.errors import RecipeError, Problem
-from flava_kit.recipes import build, build_section, load_recipe
+from flava_kit.recipe import build, build_section, load_recipe
 
 
 @dataclass
