@@ -53,7 +53,15 @@ class RecipeError(FlavaKitError, ValueError):
 
 
 class BuildError(FlavaKitError, RuntimeError):
-    """A component's constructor failed, or two components do not fit together."""
+    """A component's constructor failed, or two components do not fit together.
+
+    ``path`` is the recipe path of the component that failed (``model.image_encoder``), when built
+    from a recipe.
+    """
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 class ShapeError(FlavaKitError, ValueError):

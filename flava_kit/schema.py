@@ -57,6 +57,9 @@ class ParameterSpec:
         """The annotation as a person writes it."""
         if self.slot is not None:
             return self.slot.describe()
+        if typing.get_origin(self.annotation) is typing.Annotated:
+            base, *extras = typing.get_args(self.annotation)
+            return f"{ParameterSpec(self.name, base, None, True, None).annotation_text} {_range_text(extras)}".strip()
         if isinstance(self.annotation, type) and not typing.get_args(self.annotation):
             return self.annotation.__name__
         return str(self.annotation).replace("typing.", "")
@@ -81,9 +84,24 @@ class ComponentSchema:
         return [p.name for p in self.parameters]
 
 
+def _range_text(extras: list[Any]) -> str:
+    """``[FieldInfo(gt=0, le=65536)]`` -> ``(> 0, <= 65536)``: the range of a constrained parameter."""
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    bounds = []
+    for extra in extras:
+        for item in getattr(extra, "metadata", [extra]):
+            for name, symbol in symbols.items():
+                value = getattr(item, name, None)
+                if value is not None:
+                    bounds.append(f"{symbol} {value}")
+    return f"({', '.join(bounds)})" if bounds else ""
+
+
 def _slot_of(annotation: Any) -> SlotSpec | None:
     """Recognise ``P``, ``Optional[P]``, ``list[P]`` and ``dict[str, P]`` for a contract ``P``."""
     optional = False
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -108,7 +126,7 @@ def component_schema(target: Callable[..., Any]) -> ComponentSchema:
     function = target.__init__ if inspect.isclass(target) else target
     signature = inspect.signature(target)
     try:
-        hints = typing.get_type_hints(function)
+        hints = typing.get_type_hints(function, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to unchecked parameters
         hints = {}
     parameters, fields, accepts_extra = [], {}, False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import flava_kit
@@ -113,13 +115,21 @@ def test_all_problems_are_reported_at_once(write_recipe):
     }  # fmt: skip
 
 
-def test_component_that_does_not_fit_its_slot_is_a_build_error():
-    with pytest.raises(BuildError, match=r"model\.image_encoder: encoder 'flava_text' does not fit .*grid_size.*ImageEncoder"):
-        flava_kit.build("flava_tiny", ["model.image_encoder.type=flava_text"])
+def test_component_that_does_not_fit_its_slot_is_rejected_by_validation():
+    message = problems_of("flava_tiny", ["model.image_encoder.type=flava_text"])
+    assert re.search(r"model\.image_encoder: encoder 'flava_text' does not fit .*grid_size.*ImageEncoder", message)
+    assert "flava_tiny.yaml:" in message  # where the slot's node is
 
 
-def test_constructor_failure_names_the_component():
-    with pytest.raises(BuildError, match=r"model\.fusion: building fusion 'flava_multimodal' failed: .*not a multiple"):
+def test_constructor_failure_is_found_by_validation_and_names_the_component(monkeypatch):
+    from flava_kit.fusion.flava_multimodal import FlavaMultimodalFusion
+
+    # A check only the constructor makes (no recipe_checks hook) still surfaces at validate time,
+    # through the dry build on the meta device, with the component's path.
+    monkeypatch.delattr(FlavaMultimodalFusion, "recipe_checks")
+    message = problems_of("flava_tiny", ["model.fusion.num_heads=5"])
+    assert re.search(r"model\.fusion: building fusion 'flava_multimodal' failed: .*not a multiple", message)
+    with pytest.raises(RecipeError):
         flava_kit.build("flava_tiny", ["model.fusion.num_heads=5"])
 
 

@@ -35,7 +35,7 @@ def test_ls_kind_and_pattern(capsys):
 def test_describe(capsys):
     code, out, _ = run(capsys, "describe", "fusion", "flava_multimodal")
     assert code == 0
-    assert "num_layers: int  (default 6)" in out and "built-in (flava_kit.fusion.flava_multimodal)" in out
+    assert "num_layers: int (>= 0, <= 4096)  (default 6)" in out and "built-in (flava_kit.fusion.flava_multimodal)" in out
 
 
 def test_validate_and_resolved(capsys):
@@ -59,7 +59,7 @@ def test_build_prints_the_component_tree_with_parameter_counts(capsys):
         (["build", "nope"], "cannot find recipe 'nope'"),
         (["describe", "encoder", "flava_vitt"], "Did you mean 'flava_vit'"),
         (["ls", "encoders"], "Did you mean 'encoder'"),
-        (["build", "flava_tiny", "model.fusion.num_heads=5"], "model.fusion: building fusion"),
+        (["build", "flava_tiny", "model.fusion.num_heads=5"], "model.fusion.hidden_size: hidden_size 64 is not a multiple of num_heads 5"),
     ],
 )
 def test_bad_input_exits_2_with_the_error_on_stderr(capsys, argv, needle):

@@ -92,10 +92,10 @@ def test_pretraining_checkpoint_loads_its_flava_model_part(tmp_path):
     config.image_config.image_size, config.image_config.patch_size = 112, 8  # 14x14, the codebook's grid
     torch.manual_seed(0)
     pretraining = FlavaForPreTraining(config).eval()
-    flava_kit.save_pretrained(pretraining, tmp_path)
+    pretraining.save_pretrained(tmp_path)
     # Its heads are narrower than its fusion: HF builds that but could never run MMM, and neither
     # will flava_kit build it whole; the FlavaModel part loads on request.
-    with pytest.raises(flava_kit.errors.BuildError, match=r"objectives\.mmm_image\.hidden_size 32 != fusion\.hidden_size 24"):
+    with pytest.raises(flava_kit.errors.RecipeError, match=r"objectives\.mmm_image\.hidden_size 32 != fusion\.hidden_size 24"):
         flava_kit.from_pretrained(tmp_path)
     ours = flava_kit.from_pretrained(tmp_path, model="flava").eval()
     skipped_prefixes = {k.split(".")[0] for k in ours.skipped_keys}

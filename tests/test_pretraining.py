@@ -8,7 +8,7 @@ from hf_reference import pretraining_batch, random_hf_pretraining, tiny_pretrain
 
 import flava_kit
 from flava_kit.checkpoints.hf import hf_names
-from flava_kit.errors import BuildError
+from flava_kit.errors import RecipeError
 
 REL = 1e-5
 IMAGE_ONLY = ("pixel_values", "bool_masked_pos", "codebook_pixel_values")
@@ -172,9 +172,9 @@ def test_default_objectives_fit_any_parts():
          r"objectives\.mlm\.ignore_index -1 != ignore_index -100"),
     ],
 )
-def test_parts_that_do_not_fit_are_named(overrides, message):
-    with pytest.raises(BuildError, match=rf"model: building model 'flava_pretraining' failed: .*{message}"):
-        flava_kit.build("flava_tiny", ["model.type=flava_pretraining", *overrides])
+def test_parts_that_do_not_fit_are_named_by_validation(overrides, message):
+    with pytest.raises(RecipeError, match=rf"model: building model 'flava_pretraining' failed: .*{message}"):
+        flava_kit.load_recipe("flava_tiny", ["model.type=flava_pretraining", *overrides])
 
 
 def test_logit_scale_is_clamped_in_training(pair):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import flava_kit
 from flava_kit.cli import main
-from flava_kit.errors import BuildError
+from flava_kit.errors import RecipeError
 
 IMAGE_ENCODERS = ("flava_vit", "timm_vit", "patch_mlp")
 TEXT_ENCODERS = ("flava_text", "hf_text")
@@ -141,9 +141,9 @@ def test_hf_text_from_a_local_directory_gives_that_model(tmp_path):
         ("model.text_encoder={type: hf_text, path: /nonexistent/bert}", r"model\.text_encoder: .*not a local model directory"),
     ],
 )
-def test_bad_swaps_name_the_component(override, message):
-    with pytest.raises(BuildError, match=message):
-        flava_kit.build("flava_tiny", [override])
+def test_bad_swaps_are_named_by_validation(override, message):
+    with pytest.raises(RecipeError, match=message):
+        flava_kit.load_recipe("flava_tiny", [override])
 
 
 def test_torch_compile_matches_eager():

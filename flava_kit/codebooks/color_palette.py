@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from flava_kit.constraints import Probability, Size
 from flava_kit.registry import register
 from flava_kit.tensors import check_tensor
 
@@ -18,7 +19,7 @@ class ColorPaletteCodebook:
     ``[low, high]`` (0.1..0.9 for HF's mapped codebook pixels) before quantising.
     """
 
-    def __init__(self, levels: int = 8, input_size: int = 112, grid: int = 14, low: float = 0.1, high: float = 0.9):
+    def __init__(self, levels: Size = 8, input_size: Size = 112, grid: Size = 14, low: Probability = 0.1, high: Probability = 0.9):
         if input_size % grid:
             raise ValueError(f"input_size {input_size} is not a multiple of grid {grid}")
         if not (levels >= 2 and high > low):

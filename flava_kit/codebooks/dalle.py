@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from flava_kit.constraints import Size, Vocabulary
 from flava_kit.registry import register
 from flava_kit.tensors import check_size, check_tensor
 
@@ -41,11 +42,11 @@ class DalleCodebook(nn.Module):
 
     def __init__(
         self,
-        hidden_size: int = 256,
-        num_blocks_per_group: int = 2,
-        vocab_size: int = 8192,
-        input_channels: int = 3,
-        input_size: int = 112,
+        hidden_size: Size = 256,
+        num_blocks_per_group: Size = 2,
+        vocab_size: Vocabulary = 8192,
+        input_channels: Size = 3,
+        input_size: Size = 112,
         frozen: bool = True,
     ):
         super().__init__()

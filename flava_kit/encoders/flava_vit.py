@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
 from flava_kit.layers import TransformerEncoder
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
@@ -20,19 +21,25 @@ class FlavaViT(nn.Module):
     interpolated position embeddings, as HF's ``interpolate_pos_encoding``.
     """
 
+    @staticmethod
+    def recipe_checks(node: dict, path: tuple, recipe: dict):
+        """Heads split ``hidden_size`` evenly; patches tile ``image_size`` (see :data:`flava_kit.contracts.RecipeChecks`)."""
+        yield from multiple_of(node, path, "hidden_size", "num_heads", "each attention head gets hidden_size / num_heads")
+        yield from multiple_of(node, path, "image_size", "patch_size", "patches must tile the image")
+
     def __init__(
         self,
-        hidden_size: int = 768,
-        num_layers: int = 12,
-        num_heads: int = 12,
-        intermediate_size: int = 3072,
-        image_size: int = 224,
-        patch_size: int = 16,
-        num_channels: int = 3,
-        layer_norm_eps: float = 1e-12,
+        hidden_size: Size = 768,
+        num_layers: Count = 12,
+        num_heads: Size = 12,
+        intermediate_size: Size = 3072,
+        image_size: Size = 224,
+        patch_size: Size = 16,
+        num_channels: Size = 3,
+        layer_norm_eps: Epsilon = 1e-12,
         qkv_bias: bool = True,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
+        dropout: Probability = 0.0,
+        attention_dropout: Probability = 0.0,
         gradient_checkpointing: bool = False,
     ):
         super().__init__()

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flava_kit.constraints import Size
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
 from flava_kit.tensors import check_size, check_tensor
@@ -26,7 +27,7 @@ class TimmViT(nn.Module):
         self,
         model_name: str = "vit_base_patch16_224",
         pretrained: bool = False,
-        image_size: int | None = None,
+        image_size: Size | None = None,
         gradient_checkpointing: bool = False,
         model_kwargs: dict[str, Any] | None = None,
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
 from flava_kit.layers import TransformerEncoder
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
@@ -15,16 +16,21 @@ from flava_kit.tensors import check_tensor
 class FlavaMultimodalFusion(nn.Module):
     """FLAVA's concat fusion (HF ``FlavaMultimodalModel``): self-attention over both sequences."""
 
+    @staticmethod
+    def recipe_checks(node: dict, path: tuple, recipe: dict):
+        """``hidden_size`` must split evenly over ``num_heads`` (see :data:`flava_kit.contracts.RecipeChecks`)."""
+        yield from multiple_of(node, path, "hidden_size", "num_heads", "each attention head gets hidden_size / num_heads")
+
     def __init__(
         self,
-        hidden_size: int = 768,
-        num_layers: int = 6,
-        num_heads: int = 12,
-        intermediate_size: int = 3072,
-        layer_norm_eps: float = 1e-12,
+        hidden_size: Size = 768,
+        num_layers: Count = 6,
+        num_heads: Size = 12,
+        intermediate_size: Size = 3072,
+        layer_norm_eps: Epsilon = 1e-12,
         qkv_bias: bool = True,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
+        dropout: Probability = 0.0,
+        attention_dropout: Probability = 0.0,
         gradient_checkpointing: bool = False,
     ):
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flava_kit.constraints import Epsilon, Probability, Size, Vocabulary
 from flava_kit.registry import register
 
 
@@ -12,7 +13,7 @@ from flava_kit.registry import register
 class ClassifierHead(nn.Module):
     """Pooled features ``[B, hidden_size]`` -> LayerNorm, dropout, linear -> ``[B, num_classes]`` logits."""
 
-    def __init__(self, hidden_size: int = 768, num_classes: int = 2, dropout: float = 0.0, layer_norm_eps: float = 1e-12):
+    def __init__(self, hidden_size: Size = 768, num_classes: Vocabulary = 2, dropout: Probability = 0.0, layer_norm_eps: Epsilon = 1e-12):
         super().__init__()
         self.hidden_size, self.num_classes = hidden_size, num_classes
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)

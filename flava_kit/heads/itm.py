@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flava_kit.constraints import Size
 from flava_kit.layers import Pooler
 from flava_kit.registry import register
 
@@ -13,7 +14,7 @@ from flava_kit.registry import register
 class ITMHead(nn.Module):
     """Pooled [CLS_M] -> 2 logits (0: not a pair, 1: a pair) (HF ``FlavaITMHead``)."""
 
-    def __init__(self, hidden_size: int = 768):
+    def __init__(self, hidden_size: Size = 768):
         super().__init__()
         self.hidden_size = hidden_size
         self.pooler = Pooler(hidden_size)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import Epsilon, Size, Vocabulary
 from flava_kit.registry import register
 
 
@@ -13,7 +14,7 @@ from flava_kit.registry import register
 class MaskedPredictionHead(nn.Module):
     """``decoder(norm(gelu(dense(x))))``: ``[..., hidden_size]`` -> ``[..., vocab_size]`` logits (HF ``FlavaMaskedPredictionHead``)."""
 
-    def __init__(self, hidden_size: int = 768, vocab_size: int = 8192, layer_norm_eps: float = 1e-12):
+    def __init__(self, hidden_size: Size = 768, vocab_size: Vocabulary = 8192, layer_norm_eps: Epsilon = 1e-12):
         super().__init__()
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
         self.dense = nn.Linear(hidden_size, hidden_size)

@@ -10,6 +10,7 @@ import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import Weight
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
 
@@ -31,7 +32,7 @@ class GlobalContrastiveLoss(nn.Module):
     ``logit_scale_max``] (0 and ln 100) as FLAVA does.
     """
 
-    def __init__(self, weight: float = 1.0, logit_scale_min: float = 0.0, logit_scale_max: float = math.log(100)):
+    def __init__(self, weight: Weight = 1.0, logit_scale_min: float = 0.0, logit_scale_max: float = math.log(100)):
         super().__init__()
         self.weight, self.logit_scale_min, self.logit_scale_max = weight, logit_scale_min, logit_scale_max
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import Size, Weight
 from flava_kit.heads import ITMHead
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
@@ -15,7 +16,7 @@ from flava_kit.registry import register
 class ITMLoss(nn.Module):
     """An ITM head on the fused sequence and the cross-entropy against ``itm_labels``, times ``weight``."""
 
-    def __init__(self, hidden_size: int = 768, weight: float = 1.0):
+    def __init__(self, hidden_size: Size = 768, weight: Weight = 1.0):
         super().__init__()
         self.head = ITMHead(hidden_size)
         self.hidden_size, self.weight = hidden_size, weight

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import Epsilon, Size, Vocabulary, Weight
 from flava_kit.heads import MaskedPredictionHead
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
@@ -22,10 +23,10 @@ class MaskedPredictionLoss(nn.Module):
 
     def __init__(
         self,
-        hidden_size: int = 768,
-        vocab_size: int = 8192,
-        layer_norm_eps: float = 1e-12,
-        weight: float = 1.0,
+        hidden_size: Size = 768,
+        vocab_size: Vocabulary = 8192,
+        layer_norm_eps: Epsilon = 1e-12,
+        weight: Weight = 1.0,
         ignore_index: int = -100,
     ):
         super().__init__()

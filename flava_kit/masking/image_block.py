@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from flava_kit.constraints import Probability, Rate, Size
 from flava_kit.registry import register
 
 
@@ -22,15 +23,24 @@ class BlockMasking:
     With ``exact``, rows that stop short get random extra patches to reach the count exactly.
     """
 
+    @staticmethod
+    def recipe_checks(node: dict, path: tuple, recipe: dict):
+        """At most every patch is masked; blocks are not larger than allowed (:data:`flava_kit.contracts.RecipeChecks`)."""
+        patches = node["grid"] ** 2
+        if node["num_masking_patches"] > patches:
+            yield path + ("num_masking_patches",), f"{node['num_masking_patches']} is more than the grid's {patches} patches", f"at most {patches}"
+        if node["max_block_patches"] is not None and node["max_block_patches"] < node["min_block_patches"]:
+            yield path + ("max_block_patches",), f"{node['max_block_patches']} is below min_block_patches {node['min_block_patches']}"
+
     def __init__(
         self,
-        grid: int = 14,
-        num_masking_patches: int = 75,
-        min_block_patches: int = 16,
-        max_block_patches: int | None = None,
-        min_aspect: float = 0.3,
-        max_aspect: float | None = None,
-        attempts: int = 10,
+        grid: Size = 14,
+        num_masking_patches: Size = 75,
+        min_block_patches: Size = 16,
+        max_block_patches: Size | None = None,
+        min_aspect: Rate = 0.3,
+        max_aspect: Rate | None = None,
+        attempts: Size = 10,
         exact: bool = False,
     ):
         if not 0 < num_masking_patches <= grid * grid:
@@ -115,7 +125,7 @@ def _top_up(mask: torch.Tensor, target: int, generator: torch.Generator | None) 
 class RandomMasking:
     """Exactly ``round(ratio * N)`` patches per image, chosen uniformly (MAE-style)."""
 
-    def __init__(self, grid: int = 14, ratio: float = 0.4):
+    def __init__(self, grid: Size = 14, ratio: Probability = 0.4):
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"ratio must be in [0, 1], got {ratio}")
         self.grid_size = (grid, grid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from flava_kit.constraints import Probability, TokenId, Vocabulary
 from flava_kit.registry import register
 
 
@@ -17,14 +18,23 @@ class MlmMasking:
     Returns ``(masked_ids, labels)``; labels hold the original id where selected, -100 elsewhere.
     """
 
+    @staticmethod
+    def recipe_checks(node: dict, path: tuple, recipe: dict):
+        """The 80/10/10 split adds up to at most 1; the mask token is in the vocabulary (:data:`flava_kit.contracts.RecipeChecks`)."""
+        if node["mask_fraction"] + node["random_fraction"] > 1:
+            yield (path + ("random_fraction",), f"mask_fraction {node['mask_fraction']} + random_fraction {node['random_fraction']} exceeds 1",
+                   "the rest of the selected tokens is kept; the two fractions must add up to 1 or less")  # fmt: skip
+        if node["mask_token_id"] >= node["vocab_size"]:
+            yield path + ("mask_token_id",), f"{node['mask_token_id']} is outside the vocabulary (vocab_size {node['vocab_size']})"
+
     def __init__(
         self,
-        vocab_size: int = 30522,
-        mask_token_id: int = 103,
-        pad_token_id: int | None = 0,
-        probability: float = 0.15,
-        mask_fraction: float = 0.8,
-        random_fraction: float = 0.1,
+        vocab_size: Vocabulary = 30522,
+        mask_token_id: TokenId = 103,
+        pad_token_id: TokenId | None = 0,
+        probability: Probability = 0.15,
+        mask_fraction: Probability = 0.8,
+        random_fraction: Probability = 0.1,
         whole_word: bool = False,
         ignore_index: int = -100,
     ):

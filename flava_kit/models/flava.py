@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import Size
 from flava_kit.contracts import Fusion, ImageEncoder, TextEncoder
 from flava_kit.outputs import FlavaOutput
 from flava_kit.registry import register
@@ -27,7 +28,7 @@ class FlavaModel(nn.Module):
         image_encoder: ImageEncoder,
         text_encoder: TextEncoder,
         fusion: Fusion,
-        projection_dim: int = 768,
+        projection_dim: Size = 768,
         logit_scale_init: float = math.log(1 / 0.07),
     ):
         super().__init__()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flava_kit.constraints import Probability, Size, Vocabulary
 from flava_kit.contracts import Fusion, ImageEncoder, TextEncoder
 from flava_kit.heads import ClassifierHead
 from flava_kit.models.flava import FlavaModel
@@ -29,10 +30,10 @@ class FlavaClassifier(nn.Module):
         image_encoder: ImageEncoder,
         text_encoder: TextEncoder,
         fusion: Fusion,
-        num_classes: int = 2,
+        num_classes: Vocabulary = 2,
         modality: Literal["image", "text", "multimodal"] = "multimodal",
-        dropout: float = 0.0,
-        projection_dim: int = 768,
+        dropout: Probability = 0.0,
+        projection_dim: Size = 768,
         logit_scale_init: float = math.log(1 / 0.07),
     ):
         super().__init__()

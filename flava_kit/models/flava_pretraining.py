@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from flava_kit.constraints import Size
 from flava_kit.contracts import Codebook, Fusion, ImageEncoder, Objective, TextEncoder
 from flava_kit.losses import GlobalContrastiveLoss, ITMLoss, MaskedPredictionLoss
 from flava_kit.models.flava import FlavaModel
@@ -36,7 +37,7 @@ class FlavaForPreTraining(nn.Module):
         fusion: Fusion,
         codebook: Codebook | None = None,
         objectives: dict[str, Objective] | None = None,
-        projection_dim: int = 768,
+        projection_dim: Size = 768,
         logit_scale_init: float = math.log(1 / 0.07),
         ignore_index: int = -100,
     ):

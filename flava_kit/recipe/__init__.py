@@ -16,10 +16,11 @@ override) before anything is built -> building (:mod:`.building`), children firs
 component remembers its resolved node (:mod:`.provenance`), so ``to_recipe(model)`` gives it back.
 """
 
-from flava_kit.recipe.building import build, build_node, build_section
+from flava_kit.recipe.building import build_node, build_section
 from flava_kit.recipe.provenance import recipe_of, to_recipe
 from flava_kit.recipe.tree import RECIPE_VERSION, SHIPPED_DIR, Recipe, dotted, shipped_recipes
-from flava_kit.recipe.validation import SECTIONS, load_recipe, section_class
+from flava_kit.recipe.resolve import build, load_recipe
+from flava_kit.recipe.validation import SECTIONS, section_class
 
 __all__ = [
     "RECIPE_VERSION", "SECTIONS", "SHIPPED_DIR", "Recipe", "build", "build_node", "build_section", "dotted",

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from flava_kit.contracts import missing_members
-from flava_kit.errors import BuildError, FlavaKitError
+import torch
+
+from flava_kit.errors import BuildError, FlavaKitError, Problem
 from flava_kit.recipe.provenance import attach_recipe
 from flava_kit.recipe.tree import PathT, Recipe, dotted
-from flava_kit.recipe.validation import load_recipe, section_class
+from flava_kit.recipe.validation import SECTIONS, section_class
 from flava_kit.registry import registry
 from flava_kit.schema import SlotSpec, component_schema
 
@@ -33,7 +35,8 @@ def _build(value: Any, spec: SlotSpec, path: PathT) -> Any:
         if missing:
             raise BuildError(
                 f"{dotted(path)}: {spec.kind} '{name}' does not fit this slot: it lacks {', '.join(missing)} "
-                f"required by the {spec.protocol.__name__} contract"
+                f"required by the {spec.protocol.__name__} contract",
+                dotted(path),
             )
     attach_recipe(built, spec.kind, value)
     return built
@@ -54,7 +57,7 @@ def _construct(target: Any, value: Mapping, path: PathT, label: str) -> Any:
     except FlavaKitError:
         raise
     except Exception as exc:
-        raise BuildError(f"{dotted(path)}: building {label} failed: {type(exc).__name__}: {exc}") from exc
+        raise BuildError(f"{dotted(path)}: building {label} failed: {type(exc).__name__}: {exc}", dotted(path)) from exc
 
 
 def build_section(recipe: Recipe, name: str) -> Any:
@@ -62,16 +65,23 @@ def build_section(recipe: Recipe, name: str) -> Any:
     return _construct(section_class(name), recipe.data.get(name, {}), (name,), f"section '{name}'")
 
 
-def build(source: str | Path | Mapping | Recipe, overrides: Iterable[str] = ()) -> Any:
-    """Validate a recipe, then build its model bottom-up and return it.
+def dry_build(data: dict) -> list[Problem]:
+    """Build a resolved recipe's model and sections on the ``meta`` device (shapes, no memory) and
+    return what their constructors reject, each with the failing component's recipe path.
 
-    ``source``: a path, a shipped recipe's short name, a dict, or a loaded :class:`Recipe`.
+    This runs every check a constructor makes, a plug-in's included, before anything real is built,
+    so ``flava-kit validate`` and ``build`` agree on what is valid.
     """
-    if isinstance(source, Recipe):
-        # A loaded recipe is already resolved: overrides are applied to its data and validated again.
-        recipe = load_recipe(source.data, overrides) if overrides else source
-    else:
-        recipe = load_recipe(source, overrides)
-    return build_node(recipe.data["model"])
-
-
+    problems = []
+    with torch.device("meta"):
+        for name, build_one in (("model", lambda: build_node(data["model"])),
+                                *((s, lambda s=s: _construct(section_class(s), data[s], (s,), f"section '{s}'")) for s in SECTIONS if s in data)):  # fmt: skip
+            try:
+                build_one()
+            except BuildError as exc:
+                path = exc.path or name
+                message = str(exc).removeprefix(f"{path}: ")
+                problems.append(Problem(path, message))
+            except FlavaKitError as exc:
+                problems.append(Problem(name, str(exc)))
+    return problems

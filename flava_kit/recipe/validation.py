@@ -7,6 +7,7 @@ resolved.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 from pathlib import Path
@@ -70,6 +71,11 @@ class Validator:
         hook = getattr(target, "recipe_checks", None)
         if callable(hook) and isinstance(node, dict):
             self.checks.append((hook, node, path))
+
+    def locate(self, problem: Problem) -> Problem:
+        """``problem`` with the origin (``file:line`` or override) of its recipe path, where known."""
+        path = tuple(int(p) if p.isdigit() else p for p in problem.path.split(".")) if problem.path else ()
+        return dataclasses.replace(problem, origin=problem.origin or self.tree.origin(path))
 
     def run_checks(self, resolved: dict) -> None:
         """Cross-component checks (see :data:`flava_kit.contracts.RecipeChecks`) over the resolved recipe.
@@ -171,22 +177,6 @@ class Validator:
                 resolved[parameter.name] = parameter.default
         resolved.update({k: v for k, v in params.items() if k not in resolved})  # **kwargs extras
         return resolved
-
-
-def load_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> Recipe:
-    """Resolve and validate a recipe without building anything.
-
-    ``source`` is a path, a shipped recipe's short name (``"flava_full"``), or a dict.
-    Raises :class:`~flava_kit.errors.RecipeError` listing every problem found.
-    """
-    tree = tree_from(source)
-    problems = [p for p in (apply_override(tree, o) for o in overrides) if p is not None]
-    validator = Validator(tree)
-    data = validator.recipe()
-    problems += validator.problems
-    if problems:
-        raise RecipeError(problems)
-    return Recipe(data, validator.notes)
 
 
 def section_class(name: str) -> Any:
