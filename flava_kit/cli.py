@@ -265,11 +265,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.handler(args)
-    except FlavaKitError as exc:
+    except KeyboardInterrupt:
+        return 130
+    except (FlavaKitError, OSError) as exc:  # bad input: a recipe, a file, a checkpoint, a directory
         if args.debug:
             raise
         err.print(f"error: {exc}", markup=False)
         return 2
+    except Exception as exc:  # not the input's fault: still one paragraph, the traceback on request
+        if args.debug:
+            raise
+        err.print(f"error: {type(exc).__name__}: {exc}\nThis looks like a bug in flava_kit or a plug-in; "
+                  f"run again with --debug to see the traceback.", markup=False)  # fmt: skip
+        return 1
     return 0
 
 

@@ -96,7 +96,11 @@ class ImageMasking(Protocol):
 
 @runtime_checkable
 class TextMasking(Protocol):
-    """``(input_ids, special_tokens_mask, generator=None) -> (masked_ids, labels)``; labels -100 where not masked."""
+    """``(input_ids, special_tokens_mask, generator=None) -> (masked_ids, labels)``; labels -100 where not masked.
+
+    A masking with a true ``whole_word`` attribute is also passed ``word_starts=`` (``[B, L]``, True at
+    each word's first token, from the tokenizer's word ids).
+    """
 
     def __call__(
         self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator | None = None

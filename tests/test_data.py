@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import skimage.data
@@ -122,3 +123,22 @@ def test_workers_build_the_same_batches(tokenizer):
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(4), num_workers=2)
     for step, batch in enumerate(loader):
         assert torch.equal(batch["pixel_values"], batches[step]["pixel_values"])
+
+
+def test_word_starts_mark_the_first_piece_of_each_word():
+    from flava_kit.data.tokenizer import tokenizer_from_words, word_starts
+
+    tokenizer = tokenizer_from_words(["play", "##ing", "red"], None)
+    encoded = tokenizer(["red playing", "playing"], padding="max_length", max_length=6, return_tensors="pt")
+    # [CLS] red play ##ing [SEP] [PAD]  /  [CLS] play ##ing [SEP] [PAD] [PAD]
+    assert word_starts(encoded).tolist() == [[False, True, True, False, False, False], [False, True, False, False, False, False]]
+
+
+def test_a_pretraining_run_with_whole_word_masking_trains(tmp_path):
+    from flava_kit.train.run import pretrain
+
+    recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
+    run = pretrain(recipe, ["data.text_masking.whole_word=true", "train.steps=2", "data.synthetic_held_out=0"], run_dir=tmp_path)
+    assert run.step == 2
+    rows = (tmp_path / "losses.csv").read_text().splitlines()
+    assert len(rows) == 3 and "mmm_text" in rows[0]

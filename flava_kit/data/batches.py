@@ -15,6 +15,7 @@ import torch
 
 from flava_kit.data.processor import ImageProcessor
 from flava_kit.data.sources import DataError
+from flava_kit.data.tokenizer import word_starts
 
 
 class PretrainingBatches(torch.utils.data.Dataset):
@@ -81,7 +82,9 @@ class PretrainingBatches(torch.utils.data.Dataset):
                                      return_special_tokens_mask=True, return_tensors="pt")  # fmt: skip
             special = encoded["special_tokens_mask"].bool() | (encoded["attention_mask"] == 0)
             batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
-            batch["input_ids_masked"], batch["mlm_labels"] = self.text_masking(encoded["input_ids"], special, generator)
+            # Whole-word masking (the contract's optional ``whole_word``) also needs each word's first token.
+            words = {"word_starts": word_starts(encoded)} if getattr(self.text_masking, "whole_word", False) else {}
+            batch["input_ids_masked"], batch["mlm_labels"] = self.text_masking(encoded["input_ids"], special, generator, **words)
         return batch
 
     def _classification_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:

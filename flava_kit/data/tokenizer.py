@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -28,3 +31,16 @@ def tokenizer_from_words(words: list[str], directory: str | Path | None):
     if directory is not None:
         tokenizer.save_pretrained(str(directory))  # so a run's tokenizer travels with its checkpoints
     return tokenizer
+
+
+def word_starts(encoded: Any) -> torch.Tensor:
+    """``[B, L]`` booleans, True at the first token of each word, from a fast tokenizer's word ids.
+
+    What whole-word masking needs: ``"[CLS] play ##ing [SEP]"`` gives ``[F, T, F, F]`` (special and
+    padding tokens belong to no word).
+    """
+    rows = []
+    for row in range(len(encoded["input_ids"])):
+        ids = encoded.word_ids(row)
+        rows.append([w is not None and (j == 0 or ids[j - 1] != w) for j, w in enumerate(ids)])
+    return torch.tensor(rows, dtype=torch.bool)

@@ -1,0 +1,120 @@
+"""Bad input to every subcommand: a non-zero exit and a one-paragraph message, never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flava_kit.cli import main
+
+TINY = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real one-step run directory, copied by tests that damage it."""
+    from flava_kit.train.run import pretrain
+
+    path = tmp_path_factory.mktemp("run")
+    pretrain(TINY, ["train.steps=1", "data.synthetic_held_out=0"], run_dir=path)
+    return path
+
+
+def damaged(run_dir: Path, tmp_path: Path, how: str) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    weights = next((copy / "checkpoints").glob("step-*")) / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:  # wrong keys: a valid safetensors file of some other model
+        from safetensors.torch import save_file
+        import torch
+
+        save_file({"not.a.flava.weight": torch.zeros(2)}, weights)
+    return copy
+
+
+def hf_directory(tmp_path: Path, how: str) -> Path:
+    from transformers import FlavaConfig, FlavaModel
+
+    config = FlavaConfig(
+        image_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "image_size": 32, "patch_size": 16},
+        text_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 50},
+        multimodal_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
+        projection_dim=8,
+    )
+    path = tmp_path / "hf"
+    FlavaModel(config).save_pretrained(path)
+    weights = path / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
+    else:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(weights)
+        state["image_model.unexpected"] = state.pop(next(iter(state)))
+        save_file(state, weights)
+    return path
+
+
+CASES = {
+    "ls: unknown kind": (lambda run, tmp: ["ls", "encoders"], "unknown kind 'encoders'"),
+    "describe: unknown name": (lambda run, tmp: ["describe", "encoder", "flava_vitt"], "Did you mean 'flava_vit'"),
+    "validate: missing file": (lambda run, tmp: ["validate", str(tmp / "missing.yaml")], "cannot find recipe"),
+    "validate: bad override": (lambda run, tmp: ["validate", "flava_tiny", "model.fusion.num_layers=[1"], "is not valid YAML"),
+    "validate: bad value": (lambda run, tmp: ["validate", "flava_tiny", "model.image_encoder.hidden_size=-4"], "model.image_encoder.hidden_size"),
+    "build: bad recipe": (lambda run, tmp: ["build", "flava_tiny", "model.fusion.type=flava_vti"], "model.fusion.type"),
+    "cp: unknown recipe": (lambda run, tmp: ["cp", "flava_tinyy", str(tmp)], "cannot find recipe 'flava_tinyy'"),
+    "pretrain: missing file": (lambda run, tmp: ["pretrain", str(tmp / "missing.yaml"), "--out", str(tmp / "out")], "cannot find recipe"),
+    "pretrain: no data section": (lambda run, tmp: ["pretrain", "flava_tiny", "--out", str(tmp / "out")], "pretraining needs a 'data' section"),
+    "pretrain: resume without a run": (lambda run, tmp: ["pretrain", TINY, "--out", str(tmp), "--resume"], "no checkpoint"),
+    "pretrain: resume from a truncated checkpoint": (lambda run, tmp: ["pretrain", TINY, "train.steps=2", "--out", str(damaged(run, tmp, "truncated")), "--resume"], "model.safetensors: corrupt, truncated or missing"),
+    "eval: not a run": (lambda run, tmp: ["eval", str(tmp)], "no checkpoint to evaluate"),
+    "eval: truncated checkpoint": (lambda run, tmp: ["eval", str(damaged(run, tmp, "truncated"))], "model.safetensors: corrupt, truncated or missing"),
+    "eval: wrong keys": (lambda run, tmp: ["eval", str(damaged(run, tmp, "wrong keys"))], "does not match the model"),
+    "convert: missing directory": (lambda run, tmp: ["convert", str(tmp / "nothing"), str(tmp / "out")], "nothing"),
+    "convert: truncated safetensors": (lambda run, tmp: ["convert", str(hf_directory(tmp, "truncated")), str(tmp / "out")], "model.safetensors"),
+    "convert: wrong keys": (lambda run, tmp: ["convert", str(hf_directory(tmp, "wrong keys")), str(tmp / "out")], "image_model.unexpected"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_a_message_not_a_traceback(case, run_dir, tmp_path, capsys):
+    make_argv, needle = CASES[case]
+    argv = make_argv(run_dir, tmp_path)
+    capsys.readouterr()  # what making the bad input printed
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code != 0
+    assert needle in captured.err, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert captured.err.startswith("error: ")
+
+
+def test_every_subcommand_has_a_bad_input_case():
+    from flava_kit.cli import _parser
+
+    subcommands = set(_parser()._subparsers._group_actions[0].choices) - {"schema"}  # schema takes no input
+    assert subcommands <= {case.split(":")[0] for case in CASES}
+
+
+def test_an_unexpected_error_is_one_paragraph_with_a_hint(monkeypatch, capsys):
+    import flava_kit.cli as cli
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "cmd_schema", broken)
+    assert main(["schema"]) == 1
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: division by zero" in err and "--debug" in err and "Traceback" not in err
+
+
+def test_the_console_script_prints_no_traceback_for_a_missing_file(tmp_path):
+    exe = Path(sys.executable).parent / "flava-kit"
+    result = subprocess.run([str(exe), "eval", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "nowhere" in result.stderr
