@@ -30,6 +30,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
         self,
         sources: Mapping[str, Sequence[dict]],
         weights: Mapping[str, float],
+        *,
         batch_size: int,
         processor: ImageProcessor,
         tokenizer: Any,

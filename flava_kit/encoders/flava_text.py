@@ -47,8 +47,8 @@ class FlavaTextEncoder(nn.Module):
         self.embed_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.encoder = TransformerEncoder(
-            num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
-            attention_dropout, gradient_checkpointing,
+            num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
+            qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
 
     def forward(

@@ -57,8 +57,8 @@ class FlavaViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, hidden_size))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.encoder = TransformerEncoder(
-            num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
-            attention_dropout, gradient_checkpointing,
+            num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
+            qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)

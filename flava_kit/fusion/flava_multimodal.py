@@ -37,8 +37,8 @@ class FlavaMultimodalFusion(nn.Module):
         self.hidden_size = hidden_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
         self.encoder = TransformerEncoder(
-            num_layers, hidden_size, num_heads, intermediate_size, layer_norm_eps, qkv_bias, dropout,
-            attention_dropout, gradient_checkpointing,
+            num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
+            qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
 
     def forward(

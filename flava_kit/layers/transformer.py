@@ -8,6 +8,10 @@ called when its probability is non-zero. The weights map 1:1 onto HF FLAVA's
 
 from __future__ import annotations
 
+import os
+import warnings
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -19,8 +23,37 @@ from flava_kit.outputs import EncoderOutput
 
 # oneDNN's linear with a fused epilogue (GELU or a residual add): the kernel torch.compile's CPU
 # backend emits. At FLAVA's shapes it beats the MKL GEMM behind F.linear by ~13% and saves a pass
-# over the output. It has no autograd formula, so it serves fp32 CPU inference only.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+# over the output. It has no autograd formula, so it serves fp32 CPU inference only. It is a
+# private op: FLAVA_KIT_ONEDNN=0 (or set_onednn_linear(False)) turns it off, a torch build without
+# it takes the plain path, and a call it rejects turns it off for the process, with a warning.
+def _onednn_linear_op() -> Any:
+    if os.environ.get("FLAVA_KIT_ONEDNN", "1") == "0" or not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+_ONEDNN_LINEAR = _onednn_linear_op()
+
+
+def set_onednn_linear(enabled: bool) -> bool:
+    """Use the fused oneDNN inference path (where this torch build has it) or not; returns whether it is in use."""
+    global _ONEDNN_LINEAR
+    _ONEDNN_LINEAR = _onednn_linear_op() if enabled else None
+    return _ONEDNN_LINEAR is not None
+
+
+def _fused_linear(x: torch.Tensor, layer: nn.Linear, gelu: bool, residual: torch.Tensor | None) -> torch.Tensor | None:
+    """The oneDNN call for ``linear``, or None where it does not apply (the caller takes the plain path)."""
+    if residual is not None and gelu:
+        return None
+    try:
+        if residual is not None:
+            return _ONEDNN_LINEAR.binary(x, residual, layer.weight, layer.bias, "add")
+        return _ONEDNN_LINEAR(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+    except (RuntimeError, AttributeError, TypeError) as exc:
+        set_onednn_linear(False)
+        warnings.warn(f"oneDNN fused linear failed ({type(exc).__name__}: {exc}); using the plain path from now on", stacklevel=3)
+        return None
 
 
 def _onednn_applies(x: torch.Tensor, layer: nn.Linear) -> bool:
@@ -47,10 +80,9 @@ def linear(
     """
     active_dropout = dropout is not None and dropout.training
     if not active_dropout and _onednn_applies(x, layer):
-        if residual is not None and not gelu:
-            return _ONEDNN_LINEAR.binary(x, residual, layer.weight, layer.bias, "add")
-        if residual is None:
-            return _ONEDNN_LINEAR(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+        fused = _fused_linear(x, layer, gelu, residual)
+        if fused is not None:
+            return fused
     y = layer(x)
     if gelu:
         y = F.gelu(y)
@@ -81,21 +113,46 @@ def padding_to_attention_mask(padding_mask: torch.Tensor | None) -> torch.Tensor
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with fused q/k/v and SDPA; adds ``residual`` to its output if given."""
+    """Multi-head attention through SDPA; adds ``residual`` to its output if given.
 
-    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, attention_dropout: float = 0.0):
+    Self-attention projects q/k/v with one fused linear layer (``qkv``). With ``cross=True`` the
+    queries come from ``x`` (``q``) and keys and values from a ``context`` sequence (``kv``), as in
+    co-attention fusion.
+    """
+
+    def __init__(
+        self, hidden_size: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0, attention_dropout: float = 0.0, cross: bool = False
+    ):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
         self.num_heads = num_heads
         self.attention_dropout = attention_dropout
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
+        self.cross = cross
+        if cross:
+            self.q = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+            self.kv = nn.Linear(hidden_size, 2 * hidden_size, bias=qkv_bias)
+        else:
+            self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
         self.proj = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``[B, L, H]``; ``attn_mask``: boolean, broadcastable to ``[B, heads, L, L]``."""
-        q, k, v = rearrange(linear(x, self.qkv), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``x``: ``[B, L, H]``; ``attn_mask``: boolean, broadcastable to ``[B, heads, L, Lk]``;
+        ``context``: ``[B, Lk, H]``, the keys' and values' sequence (cross-attention only)."""
+        if self.cross:
+            if context is None:
+                raise ValueError("cross-attention needs a context sequence")
+            q = rearrange(linear(x, self.q), "b l (h d) -> b h l d", h=self.num_heads)
+            k, v = rearrange(linear(context, self.kv), "b l (two h d) -> two b h l d", two=2, h=self.num_heads)
+        else:
+            q, k, v = rearrange(linear(x, self.qkv), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         dropout = self.attention_dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         # SDPA's CPU and GPU kernels write [B, L, heads, D] memory, so this is a view, not a copy.
@@ -152,6 +209,7 @@ class TransformerEncoder(nn.Module):
         self,
         num_layers: int,
         hidden_size: int,
+        *,
         num_heads: int,
         intermediate_size: int,
         layer_norm_eps: float = 1e-12,

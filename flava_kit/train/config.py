@@ -25,6 +25,7 @@ class DataConfig:
         self,
         image_masking: ImageMasking | None = None,
         text_masking: TextMasking | None = None,
+        *,
         task: Literal["pretrain", "classify"] = "pretrain",
         synthetic: int = 0,
         synthetic_held_out: int = 600,
@@ -100,8 +101,9 @@ class DataConfig:
         from flava_kit.data.batches import PretrainingBatches
 
         return PretrainingBatches(
-            self.sources(), self.weights, self.batch_size, self.processor(), tokenizer, self.text_length,
-            self.image_masking, self.text_masking, self.itm_negative_prob, self.seed, rank, length, self.strict, self.task,
+            self.sources(), self.weights, batch_size=self.batch_size, processor=self.processor(), tokenizer=tokenizer,
+            text_length=self.text_length, image_masking=self.image_masking, text_masking=self.text_masking,
+            itm_negative_prob=self.itm_negative_prob, seed=self.seed, rank=rank, length=length, strict=self.strict, task=self.task,
         )  # fmt: skip
 
 
