@@ -116,3 +116,29 @@ def test_json_schema_accepts_shipped_recipes_and_rejects_bad_ones():
         validator.validate(bad)
     assert "encoder.flava_kit_demo_plugin:patch_mlp" in schema["$defs"]  # plug-ins included
     assert "flava_kit_broken_plugin" in schema["$defs"]["kind.encoder"]["description"]  # broken ones named
+
+
+def test_build_applies_overrides_to_a_loaded_recipe():
+    recipe = flava_kit.load_recipe("flava_tiny")
+    model = flava_kit.build(recipe, ["model.fusion.num_layers=2"])
+    assert flava_kit.to_recipe(model)["model"]["fusion"]["num_layers"] == 2
+    with pytest.raises(flava_kit.errors.RecipeError, match="model.fusion.num_layrs"):
+        flava_kit.build(recipe, ["model.fusion.num_layrs=2"])
+
+
+def test_a_yaml_syntax_error_names_where_the_bracket_opened(write_recipe):
+    path = write_recipe("recipe_version: 1\nmodel: {type: flava, fusion: [1, 2\n")
+    with pytest.raises(flava_kit.errors.RecipeError) as info:
+        flava_kit.load_recipe(path)
+    message = str(info.value)
+    assert f"{path}:2:30" in message  # the unclosed list opened on line 2, column 30
+    assert f"at {path}:3:1" in message  # where PyYAML gave up: the end of the file
+
+
+def test_recipe_of_is_the_public_accessor():
+    model = flava_kit.build("flava_tiny")
+    kind, node = flava_kit.recipe_of(model)
+    assert kind == "model" and node["type"] == "flava"
+    node["type"] = "changed"  # a copy: the model's own record is untouched
+    assert flava_kit.recipe_of(model)[1]["type"] == "flava"
+    assert flava_kit.recipe_of(torch.nn.Linear(2, 2)) is None
