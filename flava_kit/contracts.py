@@ -50,6 +50,9 @@ class Fusion(Protocol):
 
     Inputs are already at the fusion's ``hidden_size``; the output sequence starts with [CLS_M].
     ``text_padding_mask`` is 1 at real tokens and 0 at padding, as HF's ``attention_mask``.
+    ``layout(image_length, text_length) -> FusionLayout`` declares where [CLS_M], the image [CLS],
+    the image patches and the text tokens sit in the output, for inputs of those lengths (the image
+    length counts its [CLS]): objectives read spans by name, never by offset.
     """
 
     hidden_size: int
@@ -57,6 +60,8 @@ class Fusion(Protocol):
     def forward(
         self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None
     ) -> Any: ...
+
+    def layout(self, image_length: int, text_length: int) -> Any: ...
 
 
 @runtime_checkable
@@ -75,14 +80,22 @@ class Codebook(Protocol):
 
 @runtime_checkable
 class Objective(Protocol):
-    """A pretraining loss: a module with a ``weight``, returning a :class:`~flava_kit.outputs.LossOutput`.
+    """A pretraining objective (registry kind ``loss``): ``forward(context) -> LossOutput | None``.
 
-    What it reads depends on the objective it serves (see ``FlavaForPreTraining``).
+    ``context`` is a :class:`~flava_kit.losses.context.PretrainingContext`: the batch, the masked
+    pass, and what the objective declared in ``needs`` (a set drawn from
+    :data:`~flava_kit.losses.context.NEEDS`: ``unmasked``, ``image_targets``, ``fusion``; empty by
+    default). The model runs the codebook, the fusion and the unmasked pass only when some
+    objective needs them. Return None when the batch does not apply (MLM on a paired batch), else
+    a :class:`~flava_kit.outputs.LossOutput` whose ``loss`` is already multiplied by ``weight``;
+    its ``metrics`` are logged as ``<name>/<metric>``. Optionally ``fit(parts) -> Iterable[str]``
+    names mismatches with the model's ``parts`` (``image_encoder``, ``text_encoder``, ``fusion``,
+    ``codebook``), reported at build (and so at validate) time as ``objectives.<name>.<problem>``.
     """
 
     weight: float
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any: ...
+    def forward(self, context: Any) -> Any: ...
 
 
 @runtime_checkable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -40,34 +41,51 @@ class FlavaOutput:
     multimodal_output: EncoderOutput | None = None
 
 
+@dataclass(frozen=True)
+class FusionLayout:
+    """Where each part sits in a fusion's output sequence, so objectives read spans by name.
+
+    ``cls_m`` is the position of [CLS_M]; ``image_cls`` of the image [CLS] (None if the fusion
+    drops it); ``image_patches`` and ``text`` are the spans of the image patches and text tokens.
+    """
+
+    cls_m: int
+    image_cls: int | None
+    image_patches: slice
+    text: slice
+
+
 @dataclass
 class LossOutput:
-    """What an objective returns: its weighted loss (a scalar) and the logits it was computed from."""
+    """What an objective returns: its weighted loss (a scalar), the logits it was computed from,
+    and optional ``metrics`` (floats or scalar tensors, logged under ``<objective>/<metric>``)."""
 
     loss: torch.Tensor
     logits: torch.Tensor | tuple[torch.Tensor, ...] | None = None
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
 class PretrainingOutput:
     """What :class:`~flava_kit.models.flava_pretraining.FlavaForPreTraining` returns.
 
-    ``losses`` holds the objectives that ran (``mim``, ``mlm``, ``itm``, ``global_contrastive``,
-    ``mmm_image``, ``mmm_text``), each already weighted; ``loss`` is their sum (None if none ran).
-    Logit fields carry HF ``FlavaForPreTrainingOutput``'s names.
+    ``losses`` holds the objectives that ran, by the names the recipe gave them, each already
+    weighted; ``loss`` is their sum (None if none ran). ``logits`` and ``metrics`` are keyed the
+    same way. HF ``FlavaForPreTrainingOutput``'s names read through: ``out.mim_logits`` is
+    ``out.logits["mim"]`` (None when no objective of that name ran).
     """
 
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
-    mim_logits: torch.Tensor | None = None
-    mlm_logits: torch.Tensor | None = None
-    itm_logits: torch.Tensor | None = None
-    mmm_image_logits: torch.Tensor | None = None
-    mmm_text_logits: torch.Tensor | None = None
-    contrastive_logits_per_image: torch.Tensor | None = None
-    contrastive_logits_per_text: torch.Tensor | None = None
+    logits: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
     unmasked: FlavaOutput | None = None
     masked: FlavaOutput | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith("_logits") and not name.startswith("_"):
+            return self.__dict__.get("logits", {}).get(name[: -len("_logits")])
+        raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The global contrastive loss under a real torchrun (2 CPU processes, gloo) equals one process."""
+"""Contrastive losses and pretraining under a real torchrun (2 CPU processes, gloo) equal one process."""
 
 from __future__ import annotations
 
@@ -7,26 +7,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "distributed"))
-from contrastive_worker import loss_of, make_problem  # noqa: E402
+from contrastive_worker import make_problem  # noqa: E402
 
 WORKER = Path(__file__).parent / "distributed" / "contrastive_worker.py"
 
 
-def test_two_process_contrastive_loss_and_gradients_equal_the_joined_batch(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), str(tmp_path)]
+@pytest.mark.parametrize("kind", ["global_contrastive", "sigmoid_contrastive"])
+def test_two_process_contrastive_loss_and_gradients_equal_the_joined_batch(tmp_path, kind):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), str(tmp_path), kind]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     distributed = torch.load(tmp_path / "result.pt")
     assert distributed["world"] == 2
 
-    image_proj, text_proj, logit_scale, images, texts = make_problem()
-    loss = loss_of(image_proj, text_proj, logit_scale, images, texts)  # one process, the whole batch
+    params, score, images, texts = make_problem(kind)
+    loss = score(images, texts)  # one process, the whole batch
     loss.backward()
-    grads = [p.grad for p in (*image_proj.parameters(), *text_proj.parameters(), logit_scale)]
+    grads = [p.grad for p in params]
     assert torch.allclose(distributed["loss"], loss.detach(), atol=1e-6)
     for got, expected in zip(distributed["grads"], grads):
         assert torch.allclose(got, expected, atol=1e-6)

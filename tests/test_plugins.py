@@ -31,7 +31,7 @@ def test_plugins_are_discovered_with_provenance():
     loss = registry.describe("loss", "feature_l2")
     assert loss.provenance.distribution == DEMO
     assert loss.location.endswith("flava_kit_demo_plugin/losses.py:7")
-    assert [p.name for p in loss.parameters] == ["weight", "name"]
+    assert [p.name for p in loss.parameters] == ["weight"]
 
 
 def test_listing_does_not_import_plugins_but_use_does():

@@ -165,10 +165,10 @@ def test_default_objectives_fit_any_parts():
     "overrides,message",
     [
         (["model.codebook={type: dalle, input_size: 112}"], r"codebook grid \(14, 14\) != image_encoder grid \(4, 4\)"),
-        (["model.objectives={mlm: {type: masked_prediction, hidden_size: 32, vocab_size: 1000}}"], r"objectives\.mlm\.hidden_size 32 != text_encoder\.hidden_size 64"),
-        (["model.objectives={mmm_text: {type: masked_prediction, hidden_size: 64, vocab_size: 999}}"], r"objectives\.mmm_text\.vocab_size 999 != text_encoder\.vocab_size 1000"),
-        (["model.objectives={contrastive: {type: global_contrastive}}"], r"objectives: unknown \['contrastive'\]"),
-        (["model.objectives={itm: {type: global_contrastive}, mlm: {type: masked_prediction, hidden_size: 64, vocab_size: 1000, ignore_index: -1}}"],
+        (["model.objectives={mlm: {type: mlm, hidden_size: 32, vocab_size: 1000}}"], r"objectives\.mlm\.hidden_size 32 != text_encoder\.hidden_size 64"),
+        (["model.objectives={text: {type: mmm_text, hidden_size: 64, vocab_size: 999}}"], r"objectives\.text\.vocab_size 999 != text_encoder\.vocab_size 1000"),
+        (["model.objectives={pixels: {type: pixel_mim, hidden_size: 64, patch_size: 4}}"], r"objectives\.pixels\.patch_size 4 != the image encoder's patch side 16"),
+        (["model.objectives={itm: {type: global_contrastive}, mlm: {type: mlm, hidden_size: 64, vocab_size: 1000, ignore_index: -1}}"],
          r"objectives\.mlm\.ignore_index -1 != ignore_index -100"),
     ],
 )

@@ -67,8 +67,8 @@ def check_standard(model: Any) -> None:
     if isinstance(model, FlavaForPreTraining):
         expected["codebook"] = "dalle"
         objectives = node["objectives"] or {}
-        expected.update({f"objectives.{k}": "global_contrastive" if k == "global_contrastive" else
-                         "itm" if k == "itm" else "masked_prediction" for k in objectives})  # fmt: skip
+        # HF's format names its heads after the objectives: each must be the objective of that name.
+        expected.update({f"objectives.{k}": k for k in objectives})
         node = {**node, **{f"objectives.{k}": v for k, v in objectives.items()}}
     for path, kind in expected.items():
         actual = (node.get(path) or {"type": kind})["type"]
@@ -160,8 +160,8 @@ def _pretraining_nodes(config: Any) -> dict:
     image, text, codebook = config.image_config, config.text_config, config.image_codebook_config
     ignore = config.ce_ignore_index
 
-    def masked(sub: Any, weight: float) -> dict:
-        return {"type": "masked_prediction", "hidden_size": sub.hidden_size, "vocab_size": sub.vocab_size,
+    def masked(objective: str, sub: Any, weight: float) -> dict:
+        return {"type": objective, "hidden_size": sub.hidden_size, "vocab_size": sub.vocab_size,
                 "layer_norm_eps": sub.layer_norm_eps, "weight": weight, "ignore_index": ignore}  # fmt: skip
 
     grid = image.image_size // image.patch_size
@@ -170,12 +170,12 @@ def _pretraining_nodes(config: Any) -> dict:
         "codebook": {"type": "dalle", "hidden_size": codebook.hidden_size, "num_blocks_per_group": codebook.num_blocks_per_group,
                      "vocab_size": codebook.vocab_size, "input_channels": codebook.input_channels, "input_size": 8 * grid},
         "objectives": {
-            "mim": masked(image, config.mim_weight),
-            "mlm": masked(text, config.mlm_weight),
+            "mim": masked("mim", image, config.mim_weight),
+            "mlm": masked("mlm", text, config.mlm_weight),
             "itm": {"type": "itm", "hidden_size": config.hidden_size, "weight": config.itm_weight},
             "global_contrastive": {"type": "global_contrastive", "weight": config.global_contrastive_weight},
-            "mmm_image": masked(image, config.mmm_image_weight),
-            "mmm_text": masked(text, config.mmm_text_weight),
+            "mmm_image": masked("mmm_image", image, config.mmm_image_weight),
+            "mmm_text": masked("mmm_text", text, config.mmm_text_weight),
         },
         "ignore_index": ignore,
     }  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flava_kit.constraints import Weight
+from flava_kit.losses.context import PretrainingContext
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
 
@@ -22,27 +24,39 @@ def gather_batches(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(dist_fn.all_gather(x)), dist.get_rank() * x.shape[0]
 
 
+def contrastive_needs(inputs: str) -> frozenset[str]:
+    """What a contrastive objective reading ``inputs`` (``unmasked`` or ``masked``) needs from the model."""
+    return frozenset({"unmasked"}) if inputs == "unmasked" else frozenset()
+
+
 @register("loss", "global_contrastive")
 class GlobalContrastiveLoss(nn.Module):
     """Symmetric InfoNCE between image and text features over the *global* batch, times ``weight``.
 
     Each rank scores its own images against every rank's texts (and vice versa), gathered with
     ``torch.distributed.nn.functional.all_gather`` so gradients reach every rank. The temperature
-    is ``exp(logit_scale)``; in training the scale is clamped to [``logit_scale_min``,
-    ``logit_scale_max``] (0 and ln 100) as FLAVA does.
+    is the model's ``exp(logit_scale)``; in training the scale is clamped to [``logit_scale_min``,
+    ``logit_scale_max``] (0 and ln 100) as FLAVA does. ``inputs: unmasked`` (HF's semantics)
+    compares features of the unmasked images and texts, which costs a second encoder pass when the
+    batch is masked; ``inputs: masked`` uses the masked pass's features and skips it.
+    Applies to paired batches, scoring the true pairs.
     """
 
-    def __init__(self, weight: Weight = 1.0, logit_scale_min: float = 0.0, logit_scale_max: float = math.log(100)):
+    def __init__(self, weight: Weight = 1.0, logit_scale_min: float = 0.0, logit_scale_max: float = math.log(100),
+                 inputs: Literal["unmasked", "masked"] = "unmasked"):  # fmt: skip
         super().__init__()
         self.weight, self.logit_scale_min, self.logit_scale_max = weight, logit_scale_min, logit_scale_max
+        self.inputs = inputs
+        self.needs = contrastive_needs(inputs)
 
-    def forward(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor,
-        keep: torch.Tensor | None = None,
-    ) -> LossOutput:
+    def forward(self, context: PretrainingContext) -> LossOutput | None:
+        if not context.paired:
+            return None
+        images, texts = context.features(self.inputs)
+        return self.score(images, texts, context.logit_scale, context.itm_keep)
+
+    def score(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+              keep: torch.Tensor | None = None) -> LossOutput:  # fmt: skip
         """``*_features`` ``[B, D]`` (L2-normalised); ``keep`` ``[B]`` picks the rows scored (positive pairs)."""
         if self.training:
             with torch.no_grad():
@@ -56,4 +70,4 @@ class GlobalContrastiveLoss(nn.Module):
         if keep is not None:
             per_image, per_text, labels = per_image[keep], per_text[keep], labels[keep]
         loss = (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
-        return LossOutput(loss=loss * self.weight, logits=(per_image, per_text))
+        return LossOutput(loss=loss * self.weight, logits=(per_image, per_text), metrics={"logit_scale": logit_scale.detach()})

@@ -42,6 +42,9 @@ class FlavaClassifier(nn.Module):
         width = {"image": image_encoder.hidden_size, "text": text_encoder.hidden_size, "multimodal": fusion.hidden_size}[modality]
         self.head = ClassifierHead(width, num_classes, dropout)
 
+    loss_names = ("classification",)
+    """The names its ``losses`` can hold."""
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,

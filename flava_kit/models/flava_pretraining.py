@@ -1,4 +1,4 @@
-"""FLAVA pretraining: the FLAVA assembly, a codebook for image targets, and six objectives."""
+"""FLAVA pretraining: the FLAVA assembly, a codebook for image targets, and any set of objectives."""
 
 from __future__ import annotations
 
@@ -9,25 +9,32 @@ from torch import nn
 
 from flava_kit.constraints import Size
 from flava_kit.contracts import Codebook, Fusion, ImageEncoder, Objective, TextEncoder
-from flava_kit.losses import GlobalContrastiveLoss, ITMLoss, MaskedPredictionLoss
+from flava_kit.losses import GlobalContrastiveLoss, ITMLoss
+from flava_kit.losses.context import NEEDS, PretrainingContext
+from flava_kit.losses.masked_prediction import (
+    MaskedImageModeling,
+    MaskedLanguageModeling,
+    MaskedMultimodalImageModeling,
+    MaskedMultimodalTextModeling,
+)
 from flava_kit.models.flava import FlavaModel
 from flava_kit.outputs import PretrainingOutput
 from flava_kit.registry import register
 
-OBJECTIVES = ("mim", "mlm", "itm", "global_contrastive", "mmm_image", "mmm_text")
-
 
 @register("model", "flava_pretraining")
 class FlavaForPreTraining(nn.Module):
-    """FLAVA with its pretraining objectives (HF ``FlavaForPreTraining``), every part injected.
+    """FLAVA with pretraining objectives (HF ``FlavaForPreTraining``), every part injected.
 
-    Which objectives run depends on the batch, as in HF: image-only batches run ``mim``,
-    text-only batches ``mlm``, paired batches ``itm``, ``global_contrastive``, ``mmm_image`` and
-    ``mmm_text``. Pairs with ITM label 0 are left out of the contrastive and MMM objectives.
-    ``objectives`` maps those names to loss components; left out, all six are built with FLAVA's
-    defaults sized to the encoders, fusion and codebook. An objective missing from the mapping
-    does not run. Unlike HF, a batch runs the unmasked encoders only when the contrastive loss
-    needs them, and an objective with nothing masked contributes zero, not NaN.
+    ``objectives`` maps names of your choosing to objectives (registry kind ``loss``); left out, it
+    is FLAVA's six with FLAVA's defaults, sized to the encoders, fusion and codebook: ``mim``
+    (image-only batches), ``mlm`` (text-only), and on paired batches ``itm``,
+    ``global_contrastive``, ``mmm_image`` and ``mmm_text``. Each objective decides from the
+    :class:`~flava_kit.losses.context.PretrainingContext` whether a batch applies to it; the loss is
+    the sum of the (already weighted) losses that ran. The model runs only what some objective
+    ``needs``: the codebook, the fusion, the unmasked encoder pass. Pairs with ITM label 0 are left
+    out of the objectives that score true pairs. Unlike HF, an objective with nothing masked
+    contributes zero, not NaN.
     """
 
     def __init__(
@@ -44,26 +51,41 @@ class FlavaForPreTraining(nn.Module):
         super().__init__()
         self.flava = FlavaModel(image_encoder, text_encoder, fusion, projection_dim, logit_scale_init)
         self.codebook = codebook
+        explicit = objectives is not None
         if objectives is None:
             objectives = self.default_objectives(image_encoder, text_encoder, fusion, codebook, ignore_index)
-        unknown = sorted(set(objectives) - set(OBJECTIVES))
-        if unknown:
-            raise ValueError(f"objectives: unknown {unknown}; FlavaForPreTraining runs {', '.join(OBJECTIVES)}")
+        if not objectives:
+            raise ValueError("objectives: at least one objective is needed")
         self.objectives = nn.ModuleDict(objectives)
         self.ignore_index = ignore_index
+        self.needs = frozenset().union(*(getattr(o, "needs", frozenset()) for o in objectives.values()))
+        unknown = sorted(self.needs - NEEDS)
+        if unknown:
+            raise ValueError(f"objectives need {unknown}, which no model provides; needs are {sorted(NEEDS)}")
+        if explicit and codebook is None:
+            wanting = [name for name, o in objectives.items() if "image_targets" in getattr(o, "needs", ())]
+            if wanting:
+                raise ValueError(f"model.objectives.{wanting[0]} needs codebook targets, but model.codebook is not set: "
+                                 f"configure a codebook, or use a codebook-free objective such as pixel_mim")  # fmt: skip
         self._check_fit(image_encoder, text_encoder, fusion, codebook)
+        self.image_patch_size = image_encoder.image_size // image_encoder.grid_size[0]
+
+    @property
+    def loss_names(self) -> list[str]:
+        """The names its ``losses`` can hold: the objectives', as the recipe named them."""
+        return list(self.objectives)
 
     @staticmethod
     def default_objectives(image_encoder, text_encoder, fusion, codebook, ignore_index: int = -100) -> dict[str, nn.Module]:
         """FLAVA's six objectives, with heads as wide as the states they read."""
         image_vocab = codebook.vocab_size if codebook is not None else 8192
         return {
-            "mim": MaskedPredictionLoss(image_encoder.hidden_size, image_vocab, ignore_index=ignore_index),
-            "mlm": MaskedPredictionLoss(text_encoder.hidden_size, text_encoder.vocab_size, ignore_index=ignore_index),
+            "mim": MaskedImageModeling(image_encoder.hidden_size, image_vocab, ignore_index=ignore_index),
+            "mlm": MaskedLanguageModeling(text_encoder.hidden_size, text_encoder.vocab_size, ignore_index=ignore_index),
             "itm": ITMLoss(fusion.hidden_size),
             "global_contrastive": GlobalContrastiveLoss(),
-            "mmm_image": MaskedPredictionLoss(fusion.hidden_size, image_vocab, ignore_index=ignore_index),
-            "mmm_text": MaskedPredictionLoss(fusion.hidden_size, text_encoder.vocab_size, ignore_index=ignore_index),
+            "mmm_image": MaskedMultimodalImageModeling(fusion.hidden_size, image_vocab, ignore_index=ignore_index),
+            "mmm_text": MaskedMultimodalTextModeling(fusion.hidden_size, text_encoder.vocab_size, ignore_index=ignore_index),
         }
 
     def _check_fit(self, image_encoder, text_encoder, fusion, codebook) -> None:
@@ -72,27 +94,14 @@ class FlavaForPreTraining(nn.Module):
         if codebook is not None and tuple(codebook.grid_size) != tuple(image_encoder.grid_size):
             problems.append(f"codebook grid {tuple(codebook.grid_size)} != image_encoder grid {tuple(image_encoder.grid_size)}: "
                             f"MIM needs one target per patch")  # fmt: skip
-        expected = {  # objective -> (reads states of, width, vocabulary from, vocabulary)
-            "mim": ("image_encoder", image_encoder.hidden_size, "codebook", codebook.vocab_size if codebook is not None else None),
-            "mlm": ("text_encoder", text_encoder.hidden_size, "text_encoder", text_encoder.vocab_size),
-            "mmm_image": ("fusion", fusion.hidden_size, "codebook", codebook.vocab_size if codebook is not None else None),
-            "mmm_text": ("fusion", fusion.hidden_size, "text_encoder", text_encoder.vocab_size),
-            "itm": ("fusion", fusion.hidden_size, None, None),
-        }
-        for name, (source, width, vocab_source, vocab) in expected.items():
-            objective = self.objectives[name] if name in self.objectives else None
-            if objective is None:
-                continue
-            if getattr(objective, "hidden_size", width) != width:
-                problems.append(f"objectives.{name}.hidden_size {objective.hidden_size} != {source}.hidden_size {width}")
-            if vocab is not None and getattr(objective, "vocab_size", vocab) != vocab:
-                problems.append(f"objectives.{name}.vocab_size {objective.vocab_size} != {vocab_source}.vocab_size {vocab}")
+        parts = {"image_encoder": image_encoder, "text_encoder": text_encoder, "fusion": fusion, "codebook": codebook}
         for name, objective in self.objectives.items():
+            fit = getattr(objective, "fit", None)
+            problems += [f"objectives.{name}.{problem}" for problem in (fit(parts) if fit else ())]
             if getattr(objective, "ignore_index", self.ignore_index) != self.ignore_index:
                 problems.append(f"objectives.{name}.ignore_index {objective.ignore_index} != ignore_index {self.ignore_index}")
         if problems:
             raise ValueError("parts do not fit: " + "; ".join(problems))
-
 
     def example_inputs(self, batch_size: int = 2, text_length: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
         """A seeded paired batch with masks and labels, one ITM negative (the last row)."""
@@ -124,45 +133,43 @@ class FlavaForPreTraining(nn.Module):
         itm_labels: torch.Tensor | None = None,
     ) -> PretrainingOutput:
         """HF ``FlavaForPreTraining``'s arguments; returns the losses of the objectives that ran."""
-        out = PretrainingOutput()
-        has_image = pixel_values is not None
-        has_text = input_ids is not None or input_ids_masked is not None
-        image_targets = self._image_targets(mim_labels, codebook_pixel_values, bool_masked_pos)
-        text_in = input_ids_masked if input_ids_masked is not None else input_ids
-        masked = self.flava(pixel_values, text_in, attention_mask, token_type_ids, bool_masked_pos)
-        out.masked = masked
-        run = self.objectives
-        if has_image and not has_text and "mim" in run and image_targets is not None:
-            self._record(out, "mim", run["mim"](masked.image_embeddings[:, 1:], image_targets))
-        if has_text and not has_image and "mlm" in run and mlm_labels is not None:
-            self._record(out, "mlm", run["mlm"](masked.text_embeddings, mlm_labels))
-        if has_image and has_text:
-            keep = None
-            if "itm" in run and itm_labels is not None:
-                self._record(out, "itm", run["itm"](masked.multimodal_embeddings, itm_labels))
-                positive = itm_labels != 0
-                keep = positive | ~positive.any()  # no positive pair at all: HF keeps every row
-            fused = masked.multimodal_embeddings if keep is None else masked.multimodal_embeddings[keep]
-            if "mmm_image" in run and image_targets is not None:
-                patches = masked.image_embeddings.shape[1] - 1  # fused = [CLS_M, image CLS, patches..., text...]
-                targets = image_targets if keep is None else image_targets[keep]
-                self._record(out, "mmm_image", run["mmm_image"](fused[:, 2 : 2 + patches], targets))
-            if "mmm_text" in run and mlm_labels is not None:
-                labels = mlm_labels if keep is None else mlm_labels[keep]
-                self._record(out, "mmm_text", run["mmm_text"](fused[:, -labels.shape[1] :], labels))
-            if "global_contrastive" in run:
-                unmasked = masked
-                if bool_masked_pos is not None or (input_ids_masked is not None and input_ids is not None):
-                    # The contrastive loss compares unmasked inputs: encode them, without fusing.
-                    unmasked = self.flava(pixel_values, input_ids if input_ids is not None else input_ids_masked,
-                                          attention_mask, token_type_ids, skip_multimodal_encoder=True)  # fmt: skip
-                out.unmasked = unmasked
-                result = run["global_contrastive"](unmasked.image_features, unmasked.text_features, self.flava.logit_scale, keep)
-                out.losses["global_contrastive"] = result.loss
-                out.contrastive_logits_per_image, out.contrastive_logits_per_text = result.logits
+        given = dict(input_ids=input_ids, input_ids_masked=input_ids_masked, pixel_values=pixel_values,
+                     codebook_pixel_values=codebook_pixel_values, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                     bool_masked_pos=bool_masked_pos, mlm_labels=mlm_labels, mim_labels=mim_labels, itm_labels=itm_labels)  # fmt: skip
+        context = self.context({k: v for k, v in given.items() if v is not None})
+        out = PretrainingOutput(masked=context.masked, unmasked=context.unmasked)
+        for name, objective in self.objectives.items():
+            result = objective(context)
+            if result is None:  # the batch does not apply to it
+                continue
+            out.losses[name], out.logits[name] = result.loss, result.logits
+            out.metrics.update({f"{name}/{metric}": value for metric, value in result.metrics.items()})
         if out.losses:
             out.loss = sum(out.losses.values())
         return out
+
+    def context(self, inputs: dict[str, torch.Tensor]) -> PretrainingContext:
+        """Run what the objectives need on a batch and hand it over as one :class:`PretrainingContext`."""
+        has_image, has_text = "pixel_values" in inputs, "input_ids" in inputs or "input_ids_masked" in inputs
+        paired = has_image and has_text
+        text_in = inputs.get("input_ids_masked", inputs.get("input_ids"))
+        masked = self.flava(inputs.get("pixel_values"), text_in, inputs.get("attention_mask"), inputs.get("token_type_ids"),
+                            inputs.get("bool_masked_pos"), skip_multimodal_encoder=not (paired and "fusion" in self.needs))  # fmt: skip
+        context = PretrainingContext(inputs, masked, self.flava.logit_scale, self.ignore_index, self.image_patch_size)
+        if masked.multimodal_embeddings is not None:
+            context.layout = self.flava.fusion.layout(masked.image_embeddings.shape[1], masked.text_embeddings.shape[1])
+        if has_image and "image_targets" in self.needs:
+            context.image_targets = self._image_targets(inputs.get("mim_labels"), inputs.get("codebook_pixel_values"), inputs.get("bool_masked_pos"))
+        if paired and "itm_labels" in inputs:
+            positive = inputs["itm_labels"] != 0
+            context.itm_keep = positive | ~positive.any()  # no positive pair at all: HF keeps every row
+        if paired and "unmasked" in self.needs:
+            context.unmasked = masked
+            if "bool_masked_pos" in inputs or ("input_ids_masked" in inputs and "input_ids" in inputs):
+                # Contrast unmasked inputs: encode them again, without fusing.
+                context.unmasked = self.flava(inputs["pixel_values"], inputs.get("input_ids", text_in), inputs.get("attention_mask"),
+                                              inputs.get("token_type_ids"), skip_multimodal_encoder=True)  # fmt: skip
+        return context
 
     def _image_targets(self, mim_labels, codebook_pixel_values, bool_masked_pos) -> torch.Tensor | None:
         """Codebook ids at masked patches, ``ignore_index`` elsewhere (the caller's labels are not modified)."""
@@ -175,8 +182,3 @@ class FlavaForPreTraining(nn.Module):
         mim_labels = mim_labels.reshape(mim_labels.shape[0], -1)
         masked = bool_masked_pos.reshape(bool_masked_pos.shape[0], -1).bool()
         return mim_labels.masked_fill(~masked, self.ignore_index)
-
-    @staticmethod
-    def _record(out: PretrainingOutput, name: str, result) -> None:
-        out.losses[name] = result.loss
-        setattr(out, f"{name}_logits", result.logits)

@@ -13,11 +13,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from flava_kit.errors import CheckpointError
-from flava_kit.models.flava_pretraining import OBJECTIVES
 from flava_kit.train.checkpoint import latest_checkpoint, load_weights, read_state, read_weights, save_checkpoint
 from flava_kit.train.config import TrainConfig
 
-COLUMNS = ["step", "lr", "loss", *OBJECTIVES, "classification"]
+
+def loss_columns(model: torch.nn.Module) -> list[str]:
+    """``losses.csv``'s columns: the step, the learning rate, the total loss and each named loss the
+    model can report (a pretraining model's objectives by their recipe names)."""
+    return ["step", "lr", "loss", *getattr(model, "loss_names", [])]
 
 
 class _Losses(torch.nn.Module):
@@ -92,6 +95,7 @@ class Trainer:
                 if hasattr(module, "gradient_checkpointing"):
                     module.gradient_checkpointing = True
         self.module = model.train()
+        self.columns = loss_columns(model)
         self.replicated: list[torch.nn.Parameter] = []
         if config.fsdp:
             if not self.distributed:
@@ -172,7 +176,7 @@ class Trainer:
             return None
         path = self.run_dir / "losses.csv"
         handle = path.open("a" if resume and path.exists() else "w", newline="")
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=self.columns)
         if handle.tell() == 0:
             writer.writeheader()
         return handle, writer
@@ -224,9 +228,10 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows, columns = list(reader), reader.fieldnames or []
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    for column in COLUMNS[2:]:
+    for column in columns[2:]:  # after step and lr
         points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
         if points:
             axis.plot(*zip(*points), label=column, linewidth=1.2 if column == "loss" else 0.8)

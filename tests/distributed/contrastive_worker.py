@@ -1,6 +1,7 @@
-"""Run under torchrun: each rank scores its half of a batch with the global contrastive loss.
+"""Run under torchrun: each rank scores its half of a batch with a contrastive loss (global or sigmoid).
 
 Writes the rank-averaged loss and the DDP-averaged gradients to ``OUT/result.pt`` (rank 0).
+Usage: ``contrastive_worker.py OUT [global_contrastive|sigmoid_contrastive]``.
 """
 
 import sys
@@ -8,32 +9,41 @@ import sys
 import torch
 import torch.distributed as dist
 
-from flava_kit.losses import GlobalContrastiveLoss
+from flava_kit.losses import GlobalContrastiveLoss, SigmoidContrastiveLoss
 
 
-def make_problem(seed: int = 0):
-    """The same projections and global batch on every rank (and in the single-process reference)."""
+def make_problem(kind: str = "global_contrastive", seed: int = 0):
+    """The same projections, loss parameters and global batch on every rank (and in the reference).
+
+    Returns (parameters, a function scoring (images, texts) -> loss, images, texts).
+    """
     torch.manual_seed(seed)
     image_proj, text_proj = torch.nn.Linear(10, 6), torch.nn.Linear(12, 6)
-    logit_scale = torch.nn.Parameter(torch.tensor(2.0))
     images, texts = torch.randn(8, 10), torch.randn(8, 12)
-    return image_proj, text_proj, logit_scale, images, texts
-
-
-def loss_of(image_proj, text_proj, logit_scale, images, texts):
     normalize = torch.nn.functional.normalize
-    loss = GlobalContrastiveLoss().train()
-    return loss(normalize(image_proj(images), dim=-1), normalize(text_proj(texts), dim=-1), logit_scale).loss
+    if kind == "global_contrastive":
+        logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+        loss, extra = GlobalContrastiveLoss().train(), [logit_scale]
+
+        def score(i, t):
+            return loss.score(normalize(image_proj(i), dim=-1), normalize(text_proj(t), dim=-1), logit_scale).loss
+    else:  # a temperature and bias that make the pairwise terms far from saturated
+        loss = SigmoidContrastiveLoss(temperature_init=3.0, bias_init=-1.0).train()
+        extra = list(loss.parameters())
+
+        def score(i, t):
+            return loss.score(normalize(image_proj(i), dim=-1), normalize(text_proj(t), dim=-1)).loss
+
+    return [*image_proj.parameters(), *text_proj.parameters(), *extra], score, images, texts
 
 
-def main(out_dir: str) -> None:
+def main(out_dir: str, kind: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    image_proj, text_proj, logit_scale, images, texts = make_problem()
+    params, score, images, texts = make_problem(kind)
     part = slice(rank * 8 // world, (rank + 1) * 8 // world)
-    loss = loss_of(image_proj, text_proj, logit_scale, images[part], texts[part])
+    loss = score(images[part], texts[part])
     loss.backward()
-    params = [*image_proj.parameters(), *text_proj.parameters(), logit_scale]
     for tensor in [loss.detach(), *(p.grad for p in params)]:
         dist.all_reduce(tensor)  # what DDP does with gradients: sum, then divide by the world size
         tensor /= world
@@ -43,4 +53,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "global_contrastive")

@@ -1,16 +1,22 @@
-"""A loss pulling paired image and text features together."""
+"""A third-party pretraining objective: pull each true pair's image and text features together."""
 
-import torch
+from flava_kit.outputs import LossOutput
 from torch import nn
 
 
 class FeatureL2Loss(nn.Module):
-    """Mean squared distance between paired image and text features, times ``weight``."""
+    """Mean squared distance between paired image and text features (of the masked pass, so it
+    needs nothing extra from the model), times ``weight``. Applies to paired batches."""
 
-    def __init__(self, weight: float = 1.0, name: str = "feature_l2"):
+    needs = frozenset()
+
+    def __init__(self, weight: float = 1.0):
         super().__init__()
         self.weight = weight
-        self.name = name
 
-    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        return self.weight * (image_features - text_features).pow(2).sum(-1).mean()
+    def forward(self, context):
+        if not context.paired:
+            return None
+        images, texts = context.features("masked")
+        distance = (context.kept(images) - context.kept(texts)).pow(2).sum(-1).mean()
+        return LossOutput(loss=distance * self.weight, metrics={"distance": distance.detach()})
