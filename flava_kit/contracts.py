@@ -120,6 +120,24 @@ class TextMasking(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+@runtime_checkable
+class MetricLogger(Protocol):
+    """Where a run's metrics go (registry kind ``logger``; ``train.loggers`` in a recipe).
+
+    ``start(run_dir, step, columns)`` opens it for a run resuming after ``step`` (0: a new run); a
+    logger must forget anything it recorded after ``step``, so a crashed and resumed run shows each
+    step once. ``columns`` maps each group (``train``, ``system``) to the metric names the trainer
+    expects (more may appear). ``log(step, metrics, group="train")`` records floats; ``close()``
+    flushes. Only rank 0 logs.
+    """
+
+    def start(self, run_dir: Any, step: int, columns: dict[str, list[str]]) -> None: ...
+
+    def log(self, step: int, metrics: dict[str, float], group: str = "train") -> None: ...
+
+    def close(self) -> None: ...
+
+
 SLOT_KINDS: dict[type, str] = {
     ImageEncoder: "encoder",
     TextEncoder: "encoder",
@@ -128,6 +146,7 @@ SLOT_KINDS: dict[type, str] = {
     Objective: "loss",
     ImageMasking: "masking",
     TextMasking: "masking",
+    MetricLogger: "logger",
 }
 """Which registry kind each slot protocol draws its components from."""
 
