@@ -17,9 +17,10 @@ def _flava(model: Any) -> Any:
 def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64) -> torch.Tensor:
     """``[N, D]`` L2-normalised image features."""
     flava = _flava(model).eval()
-    chunks = [flava(pixel_values=processor(images[i : i + batch_size], codebook=False)["pixel_values"]).image_features
+    device = next(flava.parameters()).device  # the run's device
+    chunks = [flava(pixel_values=processor(images[i : i + batch_size], codebook=False)["pixel_values"].to(device)).image_features
               for i in range(0, len(images), batch_size)]  # fmt: skip
-    return torch.cat(chunks)
+    return torch.cat(chunks).cpu()
 
 
 @torch.no_grad()
@@ -29,8 +30,9 @@ def text_features(model: Any, tokenizer: Any, texts: Sequence[str], text_length:
     chunks = []
     for i in range(0, len(texts), batch_size):
         encoded = tokenizer(list(texts[i : i + batch_size]), padding="max_length", truncation=True, max_length=text_length, return_tensors="pt")
-        chunks.append(flava(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).text_features)
-    return torch.cat(chunks)
+        device = next(flava.parameters()).device
+        chunks.append(flava(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).text_features)
+    return torch.cat(chunks).cpu()
 
 
 def zero_shot_accuracy(

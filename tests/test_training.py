@@ -147,7 +147,7 @@ def test_classification_needs_labelled_items(tmp_path):
                  run_dir=tmp_path)  # fmt: skip
 
 
-@pytest.mark.parametrize("option", ["train.autocast=true", "train.activation_checkpointing=true", "data.workers=1", "train.accumulation=2"])
+@pytest.mark.parametrize("option", ["train.precision=bf16", "train.precision=fp16", "train.activation_checkpointing=true", "data.workers=1", "train.accumulation=2"])
 def test_training_options_run(tmp_path, option):
     run = pretrain(TINY, [option, "train.steps=2"], run_dir=tmp_path)
     assert run.step == 2 and torch.isfinite(torch.tensor(float((tmp_path / "losses.csv").read_text().splitlines()[-1].split(",")[2])))

@@ -178,7 +178,8 @@ class FlavaForPreTraining(nn.Module):
         if mim_labels is None:
             if codebook_pixel_values is None or self.codebook is None:
                 return None
-            mim_labels = self.codebook.tokens(codebook_pixel_values)
+            with torch.autocast(codebook_pixel_values.device.type, enabled=False):  # targets do not change with precision
+                mim_labels = self.codebook.tokens(codebook_pixel_values.float())
         mim_labels = mim_labels.reshape(mim_labels.shape[0], -1)
         masked = bool_masked_pos.reshape(bool_masked_pos.shape[0], -1).bool()
         return mim_labels.masked_fill(~masked, self.ignore_index)

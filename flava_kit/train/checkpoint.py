@@ -1,8 +1,8 @@
 """Training checkpoints: weights (safetensors), optimizer/scheduler/RNG state, and the resolved recipe.
 
-Each checkpoint is written into a temporary directory that is renamed into place, and the
-``latest`` pointer is replaced the same way: a crash mid-save leaves the last good checkpoint
-loadable. A corrupt or truncated file is refused with an error naming it.
+Each checkpoint is written into a temporary directory, fsynced (files and directory), and renamed
+into place, and the ``latest`` pointer is replaced the same way: a crash or power loss mid-save
+leaves the last good checkpoint loadable. A corrupt or truncated file is refused with an error naming it.
 """
 
 from __future__ import annotations
@@ -30,18 +30,32 @@ def save_checkpoint(run_dir: Path, step: int, weights: dict, optimizer_state: di
     final, temporary = root / f"step-{step:08d}", root / f".step-{step:08d}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in weights.items()}, temporary / WEIGHTS)
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, temporary / WEIGHTS)
     torch.save({"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state()}, temporary / STATE)  # fmt: skip
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}, temporary / STATE)  # fmt: skip
     (temporary / RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+    for name in (WEIGHTS, STATE, RECIPE, "."):  # on disk before the rename publishes them
+        fsync(temporary / name)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(final.name)
+    fsync(pointer)
     os.replace(pointer, root / LATEST)
+    fsync(root)  # the renames themselves
     for old in sorted(root.glob("step-*"))[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -67,7 +81,8 @@ def read_state(path: Path) -> dict:
     """A checkpoint's trainer state (step, optimizer, scheduler, RNG), or an error naming the file."""
     try:
         state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)
-        return {"step": int(state["step"]), "optimizer": state["optimizer"], "scheduler": state["scheduler"], "rng": state["rng"]}
+        return {"step": int(state["step"]), "optimizer": state["optimizer"], "scheduler": state["scheduler"], "rng": state["rng"],
+                "cuda_rng": state.get("cuda_rng", [])}  # fmt: skip
     except Exception as exc:
         raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from flava_kit.contracts import ImageMasking, TextMasking
+from pydantic import Field
+
+from flava_kit.constraints import Probability, Steps
+from flava_kit.contracts import ImageMasking, MetricLogger, TextMasking
 
 
 class DataConfig:
@@ -109,34 +112,50 @@ class DataConfig:
 
 class TrainConfig:
     """How to train: AdamW (no weight decay on norms and biases), linear warm-up then cosine decay,
-    gradient clipping and accumulation, optional activation checkpointing and bf16 autocast,
-    a checkpoint every ``checkpoint_every`` steps (the last ``keep_checkpoints`` kept).
-    ``init_from`` (a run directory or checkpoint) starts from its weights where names and shapes
-    match, e.g. a classifier from a pretraining run. Under ``torchrun`` the model is replicated
-    (DDP), or sharded with ``fsdp`` (FSDP2; checkpoints stay whole)."""
+    gradient clipping and accumulation, a checkpoint every ``checkpoint_every`` steps (the last
+    ``keep_checkpoints`` kept), metrics to ``loggers`` every step (losses) and every ``log_every``
+    steps (gradient norm, throughput, data-wait and compute time, memory).
+
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; under ``torchrun`` each rank
+    takes the GPU of its local rank, and the process group is NCCL on CUDA, gloo on the CPU.
+    ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast on the run's device (fp16 with a gradient
+    scaler); the codebook's targets stay fp32. ``compile`` runs the model through
+    ``torch.compile`` (off by default: slower on this project's CPU). ``init_from`` (a run directory
+    or checkpoint) starts from its weights where names and shapes match, e.g. a classifier from a
+    pretraining run. Under ``torchrun`` the model is replicated (DDP), or sharded with ``fsdp``
+    (FSDP2; checkpoints stay whole). ``loggers`` defaults to ``{csv: {type: csv}}``.
+    """
 
     def __init__(
         self,
-        steps: int = 1000,
-        lr: float = 5e-4,
-        weight_decay: float = 0.05,
-        warmup_steps: int = 100,
-        betas: tuple[float, float] = (0.9, 0.98),
-        grad_clip: float = 1.0,
-        accumulation: int = 1,
-        log_every: int = 10,
-        checkpoint_every: int = 500,
-        keep_checkpoints: int = 2,
-        autocast: bool = False,
+        steps: Steps = 1000,
+        *,
+        lr: Annotated[float, Field(ge=0.0)] = 5e-4,
+        weight_decay: Annotated[float, Field(ge=0.0)] = 0.05,
+        warmup_steps: Annotated[int, Field(ge=0)] = 100,
+        betas: tuple[Probability, Probability] = (0.9, 0.98),
+        grad_clip: Annotated[float, Field(ge=0.0)] = 1.0,
+        accumulation: Steps = 1,
+        log_every: Steps = 10,
+        checkpoint_every: Steps = 500,
+        keep_checkpoints: Steps = 2,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+        compile: bool = False,
         activation_checkpointing: bool = False,
-        threads: int | None = None,
+        threads: Steps | None = None,
         init_from: str | None = None,
         fsdp: bool = False,
+        loggers: dict[str, MetricLogger] | None = None,
     ):
-        if steps < 1 or accumulation < 1 or checkpoint_every < 1 or keep_checkpoints < 1:
-            raise ValueError("steps, accumulation, checkpoint_every and keep_checkpoints must be at least 1")
         self.steps, self.lr, self.weight_decay, self.warmup_steps, self.betas = steps, lr, weight_decay, warmup_steps, tuple(betas)
         self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
-        self.autocast, self.activation_checkpointing, self.threads = autocast, activation_checkpointing, threads
+        self.device, self.precision, self.compile = device, precision, compile
+        self.activation_checkpointing, self.threads = activation_checkpointing, threads
         self.init_from, self.fsdp = init_from, fsdp
+        if loggers is None:
+            from flava_kit.train.loggers import CsvLogger
+
+            loggers = {"csv": CsvLogger()}
+        self.loggers = loggers

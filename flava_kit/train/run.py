@@ -11,7 +11,8 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as dist
 
-from flava_kit.errors import RecipeError, Problem
+from flava_kit.errors import Problem, RecipeError
+from flava_kit.train.device import process_group_backend, resolve_device
 from flava_kit.recipe import build, build_section, load_recipe
 
 
@@ -44,10 +45,11 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     recipe = load_recipe(source, overrides)
     if "data" not in recipe.data:
         raise RecipeError(Problem("data", "pretraining needs a 'data' section", expected="data: {synthetic: ..., image_masking: ..., text_masking: ...}"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
     data, train = build_section(recipe, "data"), build_section(recipe, "train")
+    device = resolve_device(train.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(process_group_backend(device))
+    rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
     model = build(recipe)
     run_dir = Path(run_dir)
@@ -63,7 +65,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
         if rank == 0:
             print(f"init_from {train.init_from}: {len(untouched)} model tensors kept their initial values "
                   f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
-    trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers)
+    trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers, device=device)
     step = trainer.fit(resume=resume, stop_after=stop_after)
     if train.fsdp:  # gather the shards (every rank takes part); rank 0 gets, evaluates and returns a whole model
         weights = trainer.full_state_dict()
@@ -95,6 +97,8 @@ def classification_accuracy(model: Any, data: Any, tokenizer: Any, items: list[d
         chunk = items[start : start + batch_size]
         inputs = processor([item["image"] for item in chunk], codebook=False)
         encoded = tokenizer([item["text"] for item in chunk], padding="max_length", truncation=True, max_length=data.text_length, return_tensors="pt")
-        logits = model(**inputs, input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        logits = model(**inputs, input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).logits.cpu()
         correct += (logits.argmax(1) == torch.tensor([item["label"] for item in chunk])).sum().item()
     return correct / len(items)

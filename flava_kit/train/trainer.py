@@ -1,10 +1,12 @@
-"""The pretraining loop: one process, or many under ``torchrun`` (DDP)."""
+"""The pretraining loop: one process, or many under ``torchrun`` (DDP or FSDP), on a CPU or GPUs."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +17,31 @@ from tqdm import tqdm
 from flava_kit.errors import CheckpointError
 from flava_kit.train.checkpoint import latest_checkpoint, load_weights, read_state, read_weights, save_checkpoint
 from flava_kit.train.config import TrainConfig
+from flava_kit.train.device import autocast, grad_scaler, peak_memory_mib, to_device
 
 
 def loss_columns(model: torch.nn.Module) -> list[str]:
-    """``losses.csv``'s columns: the step, the learning rate, the total loss and each named loss the
-    model can report (a pretraining model's objectives by their recipe names)."""
+    """``losses.csv``'s first columns: the step, the learning rate, the total loss and each named
+    loss the model can report (a pretraining model's objectives by their recipe names)."""
     return ["step", "lr", "loss", *getattr(model, "loss_names", [])]
 
 
+SYSTEM_METRICS = ["samples_per_s", "data_wait_s", "compute_s", "data_wait_share", "peak_memory_mib"]
+
+
 class _Losses(torch.nn.Module):
-    """``(loss, losses)`` from a pretraining model: outputs DDP can trace to find unused parameters."""
+    """``(loss, losses, metrics)`` from a pretraining model: outputs DDP can trace to find unused parameters."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         out = self.model(**batch)
-        return out.loss, out.losses
+        return out.loss, out.losses, getattr(out, "metrics", {})
 
 
-def shard(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+def shard(model: torch.nn.Module, precision: str = "fp32") -> list[torch.nn.Parameter]:
     """FSDP (``fully_shard``) over every rank: each transformer layer, the codebook, then the rest.
 
     Scalar parameters (``logit_scale``) cannot be sharded: they stay replicated and are returned,
@@ -53,10 +59,35 @@ def shard(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     if isinstance(codebook, torch.nn.Module) and any(True for _ in codebook.parameters()):
         units.append(codebook)  # frozen: a unit of its own, apart from the trained weights
     scalars = [p for p in model.parameters() if p.dim() == 0]
+    policy = {}
+    if precision != "fp32":  # compute in bf16/fp16, keep fp32 master weights, reduce gradients in fp32
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        from flava_kit.train.device import DTYPES
+
+        policy = {"mp_policy": MixedPrecisionPolicy(param_dtype=DTYPES[precision], reduce_dtype=torch.float32)}
     for unit in units:
-        fully_shard(unit, mesh=mesh)
-    fully_shard(model, mesh=mesh, ignored_params=set(scalars))
+        fully_shard(unit, mesh=mesh, **policy)
+    fully_shard(model, mesh=mesh, ignored_params=set(scalars), **policy)
     return scalars
+
+
+class _Window:
+    """Time and samples since the last system-metrics report."""
+
+    def __init__(self):
+        self.data_wait, self.compute, self.samples = 0.0, 0.0, 0
+
+    def report(self, device: torch.device) -> dict[str, float]:
+        """Throughput, data-wait and compute time (and the wait's share), peak memory."""
+        total = self.data_wait + self.compute
+        return {
+            "samples_per_s": self.samples / total if total else 0.0,
+            "data_wait_s": self.data_wait,
+            "compute_s": self.compute,
+            "data_wait_share": self.data_wait / total if total else 0.0,
+            "peak_memory_mib": peak_memory_mib(device),
+        }
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -81,11 +112,18 @@ def warmup_cosine(warmup: int, total: int):
 
 
 class Trainer:
-    """Trains ``model`` on ``batches`` (indexed by step) as ``config`` says, writing into ``run_dir``:
-    ``losses.csv`` (every step), ``losses.png`` and ``checkpoints/``."""
+    """Trains ``model`` on ``batches`` (indexed by step) as ``config`` says, on ``device``, writing
+    into ``run_dir``: what the loggers write (``losses.csv`` and ``system.csv``, TensorBoard
+    events), ``losses.png`` and ``checkpoints/``.
 
-    def __init__(self, model: torch.nn.Module, config: TrainConfig, batches: Any, run_dir: str | Path, recipe: dict, workers: int = 0):
+    SIGTERM (what schedulers send before preemption) finishes the current step, writes a
+    checkpoint and returns, so ``--resume`` continues exactly.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, batches: Any, run_dir: str | Path, recipe: dict, workers: int = 0,
+                 device: torch.device | str = "cpu"):  # fmt: skip
         self.config, self.batches, self.run_dir, self.recipe, self.workers = config, batches, Path(run_dir), recipe, workers
+        self.device = torch.device(device)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         if config.threads:
@@ -94,25 +132,31 @@ class Trainer:
             for module in model.modules():
                 if hasattr(module, "gradient_checkpointing"):
                     module.gradient_checkpointing = True
-        self.module = model.train()
-        self.columns = loss_columns(model)
+        self.module = model.to(self.device).train()
+        self.columns = {"train": ["step", *loss_columns(model)[1:], "grad_norm"], "system": ["step", *SYSTEM_METRICS]}
         self.replicated: list[torch.nn.Parameter] = []
         if config.fsdp:
             if not self.distributed:
                 raise ValueError("train.fsdp shards the model over ranks: run under torchrun")
-            self.replicated = shard(model)
+            self.replicated = shard(model, config.precision)
             self.model = _Losses(model)
         elif self.distributed:  # some parameters get no gradient in a step (unused poolers; MIM heads in paired batches)
-            self.model = torch.nn.parallel.DistributedDataParallel(_Losses(model), find_unused_parameters=True)
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(_Losses(model), device_ids=ids, find_unused_parameters=True)
         else:
             self.model = _Losses(model)
+        if config.compile:
+            self.model = torch.compile(self.model)
         # Fused AdamW (~10x faster than the default loop on CPU) does not take FSDP's sharded tensors.
-        fused = {"fused": True} if next(model.parameters()).device.type == "cpu" and not config.fsdp else {}
+        fused = {"fused": True} if not config.fsdp else {}
         self.optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, **fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(config.warmup_steps, config.steps))
+        self.scaler = grad_scaler(self.device, config.precision)
+        self.loggers = dict(config.loggers) if self.rank == 0 else {}
+        self.stop_requested = False
 
     def fit(self, resume: bool = False, stop_after: int | None = None) -> int:
-        """Train to ``config.steps`` (or stop after ``stop_after`` steps); return the last step done."""
+        """Train to ``config.steps`` (or stop after ``stop_after`` steps, or at SIGTERM); return the last step done."""
         cfg, start = self.config, 0
         if resume:
             checkpoint = latest_checkpoint(self.run_dir)
@@ -123,63 +167,85 @@ class Trainer:
         first, last = start * cfg.accumulation, cfg.steps * cfg.accumulation
         # Its own generator: a DataLoader iterator otherwise draws its seed from the global RNG,
         # which dropout uses, and a resumed run would then see other dropout masks.
-        loader = iter(torch.utils.data.DataLoader(self.batches, batch_size=None, sampler=range(first, last),
-                                                  num_workers=self.workers, generator=torch.Generator()))  # fmt: skip
-        log = self._open_log(resume=resume and start > 0)
+        loader = iter(torch.utils.data.DataLoader(self.batches, batch_size=None, sampler=range(first, last), num_workers=self.workers,
+                                                  generator=torch.Generator(), pin_memory=self.device.type == "cuda" and self.workers > 0))  # fmt: skip
+        for logger in self.loggers.values():
+            logger.start(self.run_dir, start, self.columns)  # forgets what a crashed run logged after ``start``
+        previous = signal.signal(signal.SIGTERM, self._request_stop) if threading.current_thread() is threading.main_thread() else None
         progress = tqdm(total=cfg.steps, initial=start, disable=self.rank != 0, desc="pretrain", dynamic_ncols=True)
-        step = start
-        for step in range(start + 1, cfg.steps + 1):
-            row = self._step(loader)
-            row.update(step=step, lr=self.scheduler.get_last_lr()[0])
-            self.scheduler.step()
-            if log is not None:
-                log[1].writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-                log[0].flush()
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                progress.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "lr")}, refresh=False)
-            progress.update(1)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                self._checkpoint(step)
-            if stop_after is not None and step >= stop_after:
-                break
-        progress.close()
-        if log is not None:
-            log[0].close()
-            if step == cfg.steps:
-                plot_losses(self.run_dir / "losses.csv", self.run_dir / "losses.png")
+        step, window = start, _Window()
+        try:
+            for step in range(start + 1, cfg.steps + 1):
+                row = self._step(loader, window)
+                row["lr"] = self.scheduler.get_last_lr()[0]
+                self.scheduler.step()
+                report = step % cfg.log_every == 0 or step == start + 1
+                system = window.report(self.device) if report else None
+                for logger in self.loggers.values():
+                    logger.log(step, row)
+                    if system is not None:
+                        logger.log(step, system, group="system")
+                if report:
+                    window = _Window()
+                    progress.set_postfix({k: f"{row[k]:.3f}" for k in self.columns["train"][2:-1] if k in row}, refresh=False)
+                progress.update(1)
+                stop = self._stop_everywhere() or (stop_after is not None and step >= stop_after)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or self.stop_requested:
+                    self._checkpoint(step)
+                if stop:
+                    break
+        finally:
+            progress.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            for logger in self.loggers.values():
+                logger.close()
+        if self.rank == 0 and step == cfg.steps and (self.run_dir / "losses.csv").exists():
+            plot_losses(self.run_dir / "losses.csv", self.run_dir / "losses.png", self.columns["train"][2:-1])
         return step
 
-    def _step(self, loader) -> dict[str, float]:
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+
+    def _stop_everywhere(self) -> bool:
+        """Whether any rank was asked to stop: all ranks then stop after the same step."""
+        if self.distributed:
+            flag = torch.tensor([float(self.stop_requested)], device=self.device)
+            dist.all_reduce(flag)
+            self.stop_requested = bool(flag.item())
+        return self.stop_requested
+
+    def _step(self, loader, window: _Window) -> dict[str, float]:
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.autocast else contextlib.nullcontext()
         for _ in range(cfg.accumulation):
-            batch = next(loader)
-            with autocast:
-                loss, losses = self.model(**batch)
-            (loss / cfg.accumulation).backward()
-            for name, value in {"loss": loss, **losses}.items():
-                totals[name] = totals.get(name, 0.0) + value.item() / cfg.accumulation
+            waited = time.perf_counter()
+            batch = to_device(next(loader), self.device)
+            started = time.perf_counter()
+            window.data_wait += started - waited
+            window.samples += next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
+            with autocast(self.device, cfg.precision):
+                loss, losses, metrics = self.model(**batch)
+            self.scaler.scale(loss / cfg.accumulation).backward()
+            for name, value in {"loss": loss, **losses, **metrics}.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach() if torch.is_tensor(value) else value) / cfg.accumulation
+            window.compute += time.perf_counter() - started
+        started = time.perf_counter()
         for param in self.replicated:  # averaged like DDP would; a rank without a gradient adds zeros
             if param.grad is None:
                 param.grad = torch.zeros_like(param)
             dist.all_reduce(param.grad)
             param.grad /= dist.get_world_size()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op without fp16)
+        totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip or math.inf))
+        scale = getattr(getattr(self.module, "flava", None), "logit_scale", None)
+        if scale is not None:
+            totals["logit_scale"] = float(scale.detach())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        window.compute += time.perf_counter() - started
         return totals
-
-    def _open_log(self, resume: bool):
-        if self.rank != 0:
-            return None
-        path = self.run_dir / "losses.csv"
-        handle = path.open("a" if resume and path.exists() else "w", newline="")
-        writer = csv.DictWriter(handle, fieldnames=self.columns)
-        if handle.tell() == 0:
-            writer.writeheader()
-        return handle, writer
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The model's whole weights (gathered from every rank's shard under FSDP: a collective)."""
@@ -217,21 +283,22 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():  # dropout on the GPU draws from these
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         return state["step"]
 
 
-def plot_losses(csv_path: Path, png_path: Path) -> None:
-    """A PNG with one curve per loss column of ``losses.csv``."""
+def plot_losses(csv_path: Path, png_path: Path, names: list[str]) -> None:
+    """A PNG with one curve per loss (``names``: columns of ``losses.csv``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with open(csv_path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows, columns = list(reader), reader.fieldnames or []
+        rows = list(csv.DictReader(handle))
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    for column in columns[2:]:  # after step and lr
+    for column in names:
         points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
         if points:
             axis.plot(*zip(*points), label=column, linewidth=1.2 if column == "loss" else 0.8)
