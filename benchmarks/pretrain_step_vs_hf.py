@@ -9,11 +9,15 @@ steps are timed interleaved after warm-up, in one process.
 
 Three models: HF's, flava_kit with HF's semantics, and flava_kit with the contrastive loss on the
 masked pass (``global_contrastive: {inputs: masked}``), which skips the second encoder pass.
+It also prints the step's share of this machine's measured fp32 GEMM peak, and where a step's
+time goes (torch.profiler, grouped: GEMM, attention, codebook convolutions, norms/activations,
+optimizer, other).
 
 Activation memory (at ``--memory-batch``): in a fresh process per model, with glibc returning
 large blocks to the system so resident memory follows live memory,
 
-- ``held MiB``: resident memory after the forward (graph alive) minus before it;
+- ``held MiB``: resident memory after a forward (graph alive) minus before it, in steady state:
+  after one whole warm-up training step;
 - ``saved MiB``: the bytes autograd saved for backward, counted through saved-tensor hooks
   (each storage once, parameters excluded): exact and deterministic.
 
@@ -100,12 +104,53 @@ def measure_memory(which: str, directory: str, size: int) -> tuple[float, float]
             saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
+    # Steady state: one whole training step first (HF's first forward holds ~0.5 GB more than later
+    # ones), then the second forward is measured, its graph alive.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
+    step(model, optimizer, inputs)
+    optimizer.zero_grad(set_to_none=False)  # gradients stay allocated, as in training
     before = _rss_mib()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = model(**inputs)
     held = _rss_mib() - before
     assert out.loss.requires_grad  # the graph is alive while we measured
     return held, sum(saved.values()) / 2**20
+
+
+GROUPS = [  # (group, op-name pattern), first match wins; self CPU time of each op
+    ("GEMM", re.compile(r"addmm|\bmm\b|bmm|matmul|linear|_linear_pointwise|baddbmm")),
+    ("attention", re.compile(r"scaled_dot_product|flash|_efficient_attention|softmax")),
+    ("codebook (convolutions)", re.compile(r"conv|mkldnn_convolution|max_pool|upsample")),
+    ("norms/activations", re.compile(r"layer_norm|gelu|relu|tanh|dropout")),
+    ("optimizer", re.compile(r"adam|_foreach|Optimizer")),
+]
+
+
+def profile_step(model, optimizer, inputs: dict) -> dict[str, float]:
+    """Seconds of one step by group (torch.profiler, self CPU time per op)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(model, optimizer, inputs)
+    groups: dict[str, float] = {name: 0.0 for name, _ in GROUPS} | {"other": 0.0}
+    for event in prof.key_averages():
+        name = next((group for group, pattern in GROUPS if pattern.search(event.key)), "other")
+        groups[name] += event.self_cpu_time_total / 1e6
+    return groups
+
+
+def gemm_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 GEMM rate, the best of a few ``size``-cubed matmuls."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def memory_in_child(which: str, directory: str, size: int) -> tuple[float, float]:
@@ -159,6 +204,15 @@ def main() -> None:
               f"{memory[name][0] / memory['hf'][0]:>10.3f}{memory[name][1] / memory['hf'][1]:>11.3f}")  # fmt: skip
     print("(the masked-contrast row is an option, not HF's semantics: it does less work than the FLOP count, which is HF's step, so its GFLOP/s is not an achieved rate)")
     print(f"({gflop:.0f} GFLOP per step at batch {args.batch}, counted by torch.utils.flop_counter on HF's step)")
+    peak = gemm_peak_gflops()
+    print(f"\nmeasured fp32 GEMM peak {peak:.0f} GFLOP/s; the step's share of it: "
+          + ", ".join(f"{LABELS[n]} {rate[n] / args.batch * gflop / peak:.0%}" for n in MODELS[:2]))
+    print("\nwhere one step's time goes (torch.profiler, self CPU seconds by op group)")
+    profiles = {name: profile_step(models[name], optimizers[name], inputs) for name in MODELS}
+    print(f"{'':<26}" + "".join(f"{LABELS[n][:26]:>28}" for n in MODELS))
+    for group in profiles["hf"]:
+        print(f"{group:<26}" + "".join(f"{profiles[n][group]:>28.2f}" for n in MODELS))
+    print(f"{'total':<26}" + "".join(f"{sum(profiles[n].values()):>28.2f}" for n in MODELS))
 
 
 if __name__ == "__main__":

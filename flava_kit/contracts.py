@@ -20,6 +20,8 @@ class ImageEncoder(Protocol):
     The output's ``last_hidden_state`` is after the final norm, ``hidden_states_for_fusion`` is the
     last layer before it (what FLAVA feeds the multimodal encoder), position 0 is [CLS].
     ``image_size`` is the native (square) input size, ``grid_size`` the patch grid (rows, cols) there.
+    Optional: ``set_gradient_checkpointing(enabled)``, which ``train.activation_checkpointing`` needs
+    (encoders and fusions alike).
     """
 
     hidden_size: int

@@ -142,3 +142,9 @@ def test_validation_happens_before_anything_is_built(monkeypatch):
     monkeypatch.setattr(FlavaViT, "__init__", explode)
     with pytest.raises(RecipeError):
         flava_kit.build("flava_tiny", ["model.fusion.num_layrs=1"])
+
+
+def test_data_text_length_must_fit_the_text_encoders_positions():
+    message = problems_of("demo", ["data.text_length=40"])
+    assert "data.text_length: 40 tokens exceed model.text_encoder.max_position_embeddings 16" in message
+    assert "data.batch_size" in problems_of("demo", ["data.batch_size=0"])

@@ -124,3 +124,14 @@ def test_checkpoints_are_fsynced_before_they_are_published(tmp_path, monkeypatch
     checkpoint.save_checkpoint(tmp_path, 3, {"w": torch.ones(2)}, {}, scheduler, {"recipe_version": 1}, keep=2)
     # three files and the directory, then the rename; the pointer, its rename, then the parent directory
     assert events == ["fsync"] * 4 + ["replace step-00000003", "fsync", "replace latest", "fsync"]
+
+
+def test_a_plugin_logger_is_used_by_name_from_a_recipe(tmp_path):
+    import json
+
+    from flava_kit.train.run import pretrain
+
+    pretrain(TINY, ["train.loggers={lines: {type: jsonl}}", "train.steps=3", "train.log_every=2", "data.synthetic_held_out=0"], run_dir=tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(line["step"], line["group"]) for line in lines] == [(1, "train"), (1, "system"), (2, "train"), (2, "system"), (3, "train")]
+    assert not (tmp_path / "losses.csv").exists()  # only the loggers the recipe names

@@ -151,3 +151,28 @@ def test_classification_needs_labelled_items(tmp_path):
 def test_training_options_run(tmp_path, option):
     run = pretrain(TINY, [option, "train.steps=2"], run_dir=tmp_path)
     assert run.step == 2 and torch.isfinite(torch.tensor(float((tmp_path / "losses.csv").read_text().splitlines()[-1].split(",")[2])))
+
+
+@pytest.mark.parametrize("image_encoder", ["{type: flava_vit, hidden_size: 32, num_heads: 2, num_layers: 1, intermediate_size: 64, image_size: 32, patch_size: 8}",
+                                           "{type: timm_vit, model_name: vit_tiny_patch16_224, image_size: 32, model_kwargs: {patch_size: 8, depth: 1, embed_dim: 32, num_heads: 2}}"])
+def test_activation_checkpointing_reaches_every_encoder_and_fusion(image_encoder, tmp_path, monkeypatch):
+    from torch.utils import checkpoint as torch_checkpoint
+
+    calls = []
+    real = torch_checkpoint.checkpoint
+    monkeypatch.setattr(torch_checkpoint, "checkpoint", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    import flava_kit.layers.transformer as transformer
+
+    monkeypatch.setattr(transformer, "checkpoint", torch_checkpoint.checkpoint)
+    run = pretrain(TINY, [f"model.image_encoder={image_encoder}", "train.activation_checkpointing=true", "train.steps=1",
+                          "data.synthetic_held_out=0"], run_dir=tmp_path)  # fmt: skip
+    image = run.model.flava.image_encoder
+    assert getattr(getattr(image, "vit", None), "grad_checkpointing", None) or image.encoder.gradient_checkpointing
+    assert run.model.flava.fusion.encoder.gradient_checkpointing and calls
+
+
+def test_validation_rejects_activation_checkpointing_a_part_cannot_do():
+    with pytest.raises(RecipeError, match=r"train\.activation_checkpointing: model\.image_encoder \(encoder 'flava_kit_demo_plugin:patch_mlp'\) cannot checkpoint"):
+        from flava_kit.recipe import load_recipe
+
+        load_recipe(TINY, ["model.image_encoder={type: patch_mlp}", "train.activation_checkpointing=true"])

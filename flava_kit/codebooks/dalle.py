@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from flava_kit.layers.init import flava_init_
 from flava_kit.constraints import Size, Vocabulary
 from flava_kit.registry import register
 from flava_kit.tensors import check_size, check_tensor
@@ -70,6 +71,7 @@ class DalleCodebook(nn.Module):
             blocks[f"group_{g + 1}"].group = nn.Sequential(group)
         blocks["output"] = nn.Sequential(OrderedDict([("relu", nn.ReLU()), ("conv", nn.Conv2d(8 * hidden_size, vocab_size, 1))]))
         self.blocks = nn.ModuleDict(blocks)
+        flava_init_(self)  # as HF's FlavaImageCodebook from scratch (real use loads trained weights)
         self.to(memory_format=torch.channels_last)  # oneDNN's convolutions run ~10% faster on NHWC
         self.frozen = frozen
         if frozen:

@@ -7,6 +7,7 @@ from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size, TokenId, Vocabulary
 from flava_kit.layers import TransformerEncoder
+from flava_kit.layers.init import flava_init_
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
 from flava_kit.tensors import check_tensor
@@ -50,6 +51,11 @@ class FlavaTextEncoder(nn.Module):
             num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
             qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
+        flava_init_(self)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them."""
+        self.encoder.gradient_checkpointing = enabled
 
     def forward(
         self,

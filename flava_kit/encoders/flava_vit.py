@@ -8,6 +8,7 @@ from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
 from flava_kit.layers import TransformerEncoder
+from flava_kit.layers.init import flava_init_
 from flava_kit.outputs import EncoderOutput
 from flava_kit.registry import register
 from flava_kit.tensors import check_size, check_tensor
@@ -60,8 +61,7 @@ class FlavaViT(nn.Module):
             num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
             qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        flava_init_(self, zeros=(self.cls_token, self.mask_token, self.pos_embed))  # as HF's FlavaImageEmbeddings
 
     def position_embeddings(self, grid: tuple[int, int]) -> torch.Tensor:
         """Position embeddings for a ``grid`` of patches, interpolated when it is not the native one."""
@@ -71,6 +71,10 @@ class FlavaViT(nn.Module):
         patch_pos = patch_pos.reshape(1, *self.grid_size, -1).permute(0, 3, 1, 2)
         patch_pos = F.interpolate(patch_pos, size=grid, mode="bicubic", align_corners=False)
         return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them."""
+        self.encoder.gradient_checkpointing = enabled
 
     def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> EncoderOutput:
         """``pixel_values``: ``[B, C, H, W]``; ``bool_masked_pos``: ``[B, N]`` or ``[B, rows, cols]``,

@@ -44,10 +44,17 @@ class HFTextEncoder(nn.Module):
             if not hasattr(self.model.config, attribute):
                 raise ValueError(f"{type(self.model).__name__} has no config.{attribute}; hf_text needs a text encoder")
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            self.set_gradient_checkpointing(True)
         self.hidden_size = self.model.config.hidden_size
         self.vocab_size = self.model.config.vocab_size
         self._takes_token_types = "token_type_ids" in inspect.signature(self.model.forward).parameters
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass (transformers' own switch)."""
+        if enabled:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_disable()
 
     def forward(
         self,

@@ -61,6 +61,10 @@ class TimmViT(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.hidden_size))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (timm's own switch)."""
+        self.vit.set_grad_checkpointing(enabled)
+
     def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> EncoderOutput:
         """``pixel_values``: ``[B, C, H, W]``; ``bool_masked_pos``: ``[B, N]``, True = replace by the mask token."""
         check_tensor("pixel_values", pixel_values, "[B, C, H, W]", 4, floating=True)

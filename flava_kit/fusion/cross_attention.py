@@ -7,6 +7,7 @@ from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
 from flava_kit.layers import Pooler, padding_to_attention_mask, run_layer
+from flava_kit.layers.init import flava_init_
 from flava_kit.layers.cross_attention import CrossAttentionLayer
 from flava_kit.outputs import EncoderOutput, FusionLayout
 from flava_kit.registry import register
@@ -48,11 +49,15 @@ class CrossAttentionFusion(nn.Module):
         self.text_layers = nn.ModuleList(CrossAttentionLayer(*args) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.pooler = Pooler(hidden_size)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        flava_init_(self, zeros=(self.cls_token,))
 
     def layout(self, image_length: int, text_length: int) -> FusionLayout:
         """Where [CLS_M], the image ([CLS] + patches) and the text sit in the output: ``[CLS_M, image..., text...]``."""
         return FusionLayout(cls_m=0, image_cls=1, image_patches=slice(2, 1 + image_length), text=slice(1 + image_length, 1 + image_length + text_length))
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them."""
+        self.gradient_checkpointing = enabled
 
     def forward(
         self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None

@@ -7,6 +7,7 @@ from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
 from flava_kit.layers import TransformerEncoder
+from flava_kit.layers.init import flava_init_
 from flava_kit.outputs import EncoderOutput, FusionLayout
 from flava_kit.registry import register
 from flava_kit.tensors import check_tensor
@@ -40,10 +41,15 @@ class FlavaMultimodalFusion(nn.Module):
             num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
             qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
+        flava_init_(self, zeros=(self.cls_token,))
 
     def layout(self, image_length: int, text_length: int) -> FusionLayout:
         """Where [CLS_M], the image ([CLS] + patches) and the text sit in the output: ``[CLS_M, image..., text...]``."""
         return FusionLayout(cls_m=0, image_cls=1, image_patches=slice(2, 1 + image_length), text=slice(1 + image_length, 1 + image_length + text_length))
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them."""
+        self.encoder.gradient_checkpointing = enabled
 
     def forward(
         self, image_states: torch.Tensor, text_states: torch.Tensor, text_padding_mask: torch.Tensor | None = None

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from flava_kit.constraints import Epsilon, Probability, Size, Vocabulary
+from flava_kit.layers.init import flava_init_
 from flava_kit.registry import register
 
 
@@ -19,6 +20,7 @@ class ClassifierHead(nn.Module):
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(hidden_size, num_classes)
+        flava_init_(self)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.norm(pooled)))

@@ -7,6 +7,7 @@ from torch import nn
 
 from flava_kit.constraints import Size
 from flava_kit.layers import Pooler
+from flava_kit.layers.init import flava_init_
 from flava_kit.registry import register
 
 
@@ -19,6 +20,7 @@ class ITMHead(nn.Module):
         self.hidden_size = hidden_size
         self.pooler = Pooler(hidden_size)
         self.classifier = nn.Linear(hidden_size, 2)
+        flava_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: the fused sequence ``[B, L, H]`` with [CLS_M] first -> ``[B, 2]``."""

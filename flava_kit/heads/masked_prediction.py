@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flava_kit.constraints import Epsilon, Size, Vocabulary
+from flava_kit.layers.init import flava_init_
 from flava_kit.registry import register
 
 
@@ -20,6 +21,7 @@ class MaskedPredictionHead(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.decoder = nn.Linear(hidden_size, vocab_size)
+        flava_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.norm(F.gelu(self.dense(x))))

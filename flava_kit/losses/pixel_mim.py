@@ -10,6 +10,7 @@ from einops import rearrange
 from torch import nn
 
 from flava_kit.constraints import Size, Weight
+from flava_kit.layers.init import flava_init_
 from flava_kit.losses.context import PretrainingContext
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
@@ -32,6 +33,7 @@ class PixelMIM(nn.Module):
                  weight: Weight = 1.0):  # fmt: skip
         super().__init__()
         self.decoder = nn.Linear(hidden_size, patch_size * patch_size * num_channels)
+        flava_init_(self.decoder)
         self.hidden_size, self.patch_size, self.num_channels = hidden_size, patch_size, num_channels
         self.normalize_targets, self.weight = normalize_targets, weight
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from flava_kit.constraints import Size
 from flava_kit.contracts import Fusion, ImageEncoder, TextEncoder
+from flava_kit.layers.init import flava_init_
 from flava_kit.outputs import FlavaOutput
 from flava_kit.registry import register
 
@@ -40,6 +41,8 @@ class FlavaModel(nn.Module):
         self.image_to_fusion = nn.Linear(image_encoder.hidden_size, fusion.hidden_size)
         self.text_to_fusion = nn.Linear(text_encoder.hidden_size, fusion.hidden_size)
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        # Only its own layers: injected parts keep their initialisation (or pretrained weights).
+        flava_init_(self.image_projection, self.text_projection, self.image_to_fusion, self.text_to_fusion)
 
 
     def example_inputs(self, batch_size: int = 2, text_length: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:

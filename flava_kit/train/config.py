@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from flava_kit.constraints import Probability, Steps
+from flava_kit.constraints import Probability, Size, Steps
 from flava_kit.contracts import ImageMasking, MetricLogger, TextMasking
 
 
@@ -24,25 +24,34 @@ class DataConfig:
     synthetic dataset's vocabulary. Broken items are skipped with a warning unless ``strict``.
     """
 
+    @staticmethod
+    def recipe_checks(node: dict, path: tuple, recipe: dict):
+        """Texts must fit the text encoder's position embeddings (see :data:`flava_kit.contracts.RecipeChecks`)."""
+        text = recipe.get("model", {}).get("text_encoder") or {}
+        limit = text.get("max_position_embeddings")
+        if isinstance(limit, int) and node["text_length"] > limit:
+            yield (path + ("text_length",), f"{node['text_length']} tokens exceed model.text_encoder.max_position_embeddings {limit}",
+                   f"set data.text_length to {limit} or less")  # fmt: skip
+
     def __init__(
         self,
         image_masking: ImageMasking | None = None,
         text_masking: TextMasking | None = None,
         *,
         task: Literal["pretrain", "classify"] = "pretrain",
-        synthetic: int = 0,
-        synthetic_held_out: int = 600,
+        synthetic: Annotated[int, Field(ge=0)] = 0,
+        synthetic_held_out: Annotated[int, Field(ge=0)] = 600,
         manifest: str | None = None,
         image_folder: str | None = None,
         text_lines: str | None = None,
         weights: dict[str, float] | None = None,
         tokenizer: str | None = None,
-        batch_size: int = 32,
-        text_length: int = 16,
-        image_size: int = 224,
-        codebook_size: int = 112,
-        itm_negative_prob: float = 0.1,
-        workers: int = 0,
+        batch_size: Steps = 32,
+        text_length: Size = 16,
+        image_size: Size = 224,
+        codebook_size: Size = 112,
+        itm_negative_prob: Probability = 0.1,
+        workers: Annotated[int, Field(ge=0, le=256)] = 0,
         strict: bool = False,
         seed: int = 0,
     ):
@@ -125,6 +134,21 @@ class TrainConfig:
     pretraining run. Under ``torchrun`` the model is replicated (DDP), or sharded with ``fsdp``
     (FSDP2; checkpoints stay whole). ``loggers`` defaults to ``{csv: {type: csv}}``.
     """
+
+    @staticmethod
+    def recipe_checks(node: dict, path: tuple, recipe: dict):
+        """``activation_checkpointing`` must reach every encoder and fusion: each must have
+        ``set_gradient_checkpointing`` (see the encoder and fusion contracts), never be skipped silently."""
+        if not node.get("activation_checkpointing"):
+            return
+        from flava_kit.registry import registry
+
+        model = recipe.get("model", {})
+        for slot, kind in (("image_encoder", "encoder"), ("text_encoder", "encoder"), ("fusion", "fusion")):
+            part = model.get(slot)
+            if isinstance(part, dict) and not hasattr(registry.get(kind, part["type"]), "set_gradient_checkpointing"):
+                yield (path + ("activation_checkpointing",), f"model.{slot} ({kind} '{part['type']}') cannot checkpoint its activations",
+                       "set train.activation_checkpointing=false, or use a component with set_gradient_checkpointing")  # fmt: skip
 
     def __init__(
         self,

@@ -128,10 +128,10 @@ class Trainer:
         self.rank = dist.get_rank() if self.distributed else 0
         if config.threads:
             torch.set_num_threads(config.threads)
-        if config.activation_checkpointing:
+        if config.activation_checkpointing:  # every encoder and fusion (validation rejects parts that cannot)
             for module in model.modules():
-                if hasattr(module, "gradient_checkpointing"):
-                    module.gradient_checkpointing = True
+                if hasattr(module, "set_gradient_checkpointing"):
+                    module.set_gradient_checkpointing(True)
         self.module = model.to(self.device).train()
         self.columns = {"train": ["step", *loss_columns(model)[1:], "grad_norm"], "system": ["step", *SYSTEM_METRICS]}
         self.replicated: list[torch.nn.Parameter] = []
