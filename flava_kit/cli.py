@@ -166,22 +166,31 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     out.print(f"run: {run.run_dir} (losses.csv, losses.png, checkpoints/)", markup=False)
 
 
-def cmd_eval(args: argparse.Namespace) -> None:
-    from flava_kit.data.synthetic import class_names
+def _load_run(path: str) -> tuple[Any, Any, Any]:
+    """(model on the run's device, its data section, its tokenizer) from a run's latest checkpoint."""
     from flava_kit.data.tokenizer import load_tokenizer
-    from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
     from flava_kit.recipe import build, build_section, load_recipe
     from flava_kit.train.checkpoint import latest_checkpoint, load_weights
+    from flava_kit.train.device import resolve_device
 
-    run = Path(args.run)
+    run = Path(path)
     checkpoint = latest_checkpoint(run)
     if checkpoint is None:
         raise FlavaKitError(f"{run}: no checkpoint to evaluate (expected {run / 'checkpoints'})")
     recipe = load_recipe(checkpoint / "recipe.yaml")
     model, data = build(recipe), build_section(recipe, "data")
     load_weights(checkpoint, model)
+    model.to(resolve_device(build_section(recipe, "train").device))  # the run's train.device
     # The tokenizer the run saved, rather than building (and re-saving) it again.
     tokenizer = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else data.tokenizer(None)
+    return model, data, tokenizer
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from flava_kit.data.synthetic import class_names
+    from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
+
+    model, data, tokenizer = _load_run(args.run)
     processor = data.processor()
     if args.manifest:
         from flava_kit.data.sources import ImageTextManifest
@@ -203,6 +212,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
         texts = [item["text"] for item in items]
         for name, value in retrieval_recall(model, processor, tokenizer, images, texts, text_length=data.text_length).items():
             out.print(f"{name}: {value:.3f}", markup=False)
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from flava_kit.evaluation.embed import embed, write_embeddings
+    from flava_kit.evaluation.items import read_items
+
+    model, data, tokenizer = _load_run(args.run)
+    keys, images, texts, skipped = read_items(images=args.images, manifest=args.manifest, texts=args.texts)
+    embeddings = embed(model, data.processor(), tokenizer, images, texts, text_length=data.text_length, batch_size=args.batch_size)
+    files = write_embeddings(embeddings, keys, args.out, args.format)
+    shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in embeddings.items())
+    out.print(f"wrote {', '.join(str(f) for f in files)}: {shapes}" + (f"; skipped {skipped} unreadable items" if skipped else ""), markup=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -252,6 +273,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["zero-shot", "retrieval"], default="zero-shot")
     p.add_argument("--manifest", help="image-text pairs (JSONL or CSV) to retrieve among, instead of the synthetic held-out set")
     p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("embed", help="write image and/or text embeddings of a run's model for your own search or clustering")
+    p.add_argument("run", help="a run directory written by pretrain")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a folder of images (searched recursively)")
+    source.add_argument("--manifest", help="image-text pairs (JSONL or CSV): both embeddings")
+    source.add_argument("--texts", help="a text file, one text per line")
+    p.add_argument("--out", required=True, help="the directory to write (embeddings and keys.txt)")
+    p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(handler=cmd_embed)
 
     p = sub.add_parser("convert", help="read an HF FLAVA directory and write it back as flava_kit saves it")
     p.add_argument("src", help="an HF FlavaModel or FlavaForPreTraining directory")

@@ -76,6 +76,8 @@ CASES = {
     "eval: not a run": (lambda run, tmp: ["eval", str(tmp)], "no checkpoint to evaluate"),
     "eval: truncated checkpoint": (lambda run, tmp: ["eval", str(damaged(run, tmp, "truncated"))], "model.safetensors: corrupt, truncated or missing"),
     "eval: wrong keys": (lambda run, tmp: ["eval", str(damaged(run, tmp, "wrong keys"))], "does not match the model"),
+    "embed: not a run": (lambda run, tmp: ["embed", str(tmp), "--texts", str(tmp / "t.txt"), "--out", str(tmp / "e")], "no checkpoint to evaluate"),
+    "embed: missing folder": (lambda run, tmp: ["embed", str(run), "--images", str(tmp / "nothing"), "--out", str(tmp / "e")], "no such image folder"),
     "convert: missing directory": (lambda run, tmp: ["convert", str(tmp / "nothing"), str(tmp / "out")], "nothing"),
     "convert: truncated safetensors": (lambda run, tmp: ["convert", str(hf_directory(tmp, "truncated")), str(tmp / "out")], "model.safetensors"),
     "convert: wrong keys": (lambda run, tmp: ["convert", str(hf_directory(tmp, "wrong keys")), str(tmp / "out")], "image_model.unexpected"),

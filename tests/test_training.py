@@ -41,7 +41,11 @@ def test_run_directory_holds_what_the_readme_says(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["global_contrastive"] and r["itm"] for r in rows)  # paired batches run the paired objectives
-    assert json.loads((tmp_path / "results.json").read_text())["held_out_images"] == 48
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["held_out_images"] == 48
+    for key in ("zero_shot_acc@5", "zero_shot_mean_per_class_recall", "linear_probe_accuracy", "image_to_text_R@1", "text_to_image_R@1"):
+        assert 0.0 <= results[key] <= 1.0, key
+    assert results["zero_shot_acc@5"] >= results["zero_shot_accuracy"]
     assert 0.0 <= run.metrics["zero_shot_accuracy"] <= 1.0 and run.metrics["chance"] == pytest.approx(1 / 12)
     assert (tmp_path / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

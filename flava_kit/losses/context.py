@@ -74,8 +74,7 @@ class PretrainingContext:
         where = getattr(self.layout, span)
         if where is None:
             raise ValueError(f"this fusion's layout has no '{span}' span")
-        states = self.kept(self.masked.multimodal_embeddings)
-        return states[:, where] if isinstance(where, slice) else states[:, where]
+        return self.kept(self.masked.multimodal_embeddings)[:, where]
 
     def features(self, inputs: str = "unmasked") -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised (image, text) features of the ``unmasked`` or ``masked`` pass."""

@@ -1,0 +1,64 @@
+"""The numbers the field reports, from scores: top-k accuracy, mean per-class recall, retrieval
+recall@k computed in chunks, and a linear probe fitted with scikit-learn's L-BFGS."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+def classification_report(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """``scores`` ``[N, C]`` (higher is better), ``labels`` ``[N]`` -> ``acc@k`` for each k (capped at C)
+    and ``mean_per_class_recall`` (the mean over classes present in ``labels`` of their recall@1)."""
+    labels = torch.as_tensor(labels)
+    ranked = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
+    report = {f"acc@{k}": (ranked[:, : min(k, scores.shape[1])] == labels[:, None]).any(1).float().mean().item() for k in ks}
+    hit = ranked[:, 0] == labels
+    recalls = [hit[labels == c].float().mean().item() for c in labels.unique()]
+    report["mean_per_class_recall"] = float(np.mean(recalls))
+    return report
+
+
+def retrieval_recall_at(image_features: torch.Tensor, text_features: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
+                        chunk: int = 4096) -> dict[str, float]:  # fmt: skip
+    """Recall@k of image->text and text->image retrieval, row ``i`` of each being a true pair.
+
+    Similarities are computed ``chunk`` rows at a time, so ``N x N`` scores are never held at once:
+    a query's rank is the number of candidates scoring above its true match.
+    """
+    results = {}
+    for direction, queries, candidates in (("image_to_text", image_features, text_features), ("text_to_image", text_features, image_features)):
+        ranks = []
+        for start in range(0, len(queries), chunk):
+            scores = queries[start : start + chunk] @ candidates.T
+            rows = torch.arange(scores.shape[0])
+            # the true match's score from the same product, so it never outranks itself by rounding
+            ranks.append((scores > scores[rows, rows + start][:, None]).sum(1))
+        ranks = torch.cat(ranks)
+        for k in ks:
+            results[f"{direction}_R@{k}"] = (ranks < k).float().mean().item()
+    return results
+
+
+def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray,
+                 costs: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0), validation: float = 0.2, seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """Logistic regression (L-BFGS) on frozen features, as the FLAVA paper probes: the inverse
+    regularisation ``C`` is chosen on a ``validation`` share carved from the training split, then the
+    probe is refitted on all of it. Returns test ``accuracy`` and the chosen ``C``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    try:  # stratified where every class can be in both parts, else a plain random split
+        parts = train_test_split(train_features, train_labels, test_size=validation, random_state=seed, stratify=train_labels)
+    except ValueError:
+        parts = train_test_split(train_features, train_labels, test_size=validation, random_state=seed)
+    fit_x, val_x, fit_y, val_y = parts
+
+    def probe(cost: float) -> LogisticRegression:
+        return LogisticRegression(C=cost, solver="lbfgs", max_iter=1000)
+
+    best = max(costs, key=lambda cost: probe(cost).fit(fit_x, fit_y).score(val_x, val_y))
+    accuracy = probe(best).fit(train_features, train_labels).score(test_features, test_labels)
+    return {"accuracy": float(accuracy), "C": float(best)}

@@ -1,0 +1,62 @@
+"""Evaluation metrics against hand-computed cases; chunked retrieval equals the dense computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flava_kit.evaluation import classification_report, linear_probe, retrieval_recall_at
+
+
+def test_top_k_accuracy_and_mean_per_class_recall_by_hand():
+    # 3 classes, 5 images; rows are class scores.
+    scores = torch.tensor([
+        [0.9, 0.05, 0.05],  # label 0: top-1 right
+        [0.1, 0.2, 0.7],    # label 0: 0 is last -> wrong at top-1 and top-2
+        [0.3, 0.6, 0.1],    # label 1: right
+        [0.5, 0.4, 0.1],    # label 1: second -> right at top-2 only
+        [0.2, 0.3, 0.5],    # label 2: right
+    ])  # fmt: skip
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    report = classification_report(scores, labels, ks=(1, 2, 5))
+    assert report["acc@1"] == pytest.approx(3 / 5)
+    assert report["acc@2"] == pytest.approx(4 / 5)
+    assert report["acc@5"] == 1.0  # k beyond the number of classes: every class counts
+    assert report["mean_per_class_recall"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
+
+
+def test_retrieval_recall_by_hand():
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    texts = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # pairs 1 and 2 are swapped
+    result = retrieval_recall_at(images, texts, ks=(1, 2))
+    assert result["image_to_text_R@1"] == pytest.approx(1 / 3) and result["image_to_text_R@2"] == 1.0
+    assert result["text_to_image_R@1"] == pytest.approx(1 / 3) and result["text_to_image_R@2"] == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), chunk=st.integers(1, 17), seed=st.integers(0, 1000))
+def test_chunked_retrieval_equals_the_dense_computation(n, chunk, seed):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.nn.functional.normalize(torch.randn(n, 8, generator=generator), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(n, 8, generator=generator), dim=-1)
+    dense = images @ texts.T
+    truth = torch.arange(n)
+    for direction, scores in (("image_to_text", dense), ("text_to_image", dense.T)):
+        ranks = (scores > scores[truth, truth][:, None]).sum(1)
+        for k in (1, 5, 10):
+            expected = (ranks < k).float().mean().item()
+            assert retrieval_recall_at(images, texts, chunk=chunk)[f"{direction}_R@{k}"] == pytest.approx(expected)
+
+
+def test_linear_probe_learns_separable_features_and_reports_its_regularisation():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 3
+    labels = rng.integers(0, 3, 300)
+    features = centres[labels] + rng.normal(size=(300, 16))
+    result = linear_probe(features[:200], labels[:200], features[200:], labels[200:])
+    assert result["accuracy"] > 0.95 and result["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
+    noise = linear_probe(rng.normal(size=(200, 16)), labels[:200], rng.normal(size=(100, 16)), labels[200:])
+    assert noise["accuracy"] < 0.6  # nothing to learn: near chance
