@@ -37,3 +37,16 @@ def write_recipe(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A real one-step pretraining run directory (tests that damage it work on a copy)."""
+    from pathlib import Path
+
+    from flava_kit.train.run import pretrain
+
+    path = tmp_path_factory.mktemp("run")
+    recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
+    pretrain(recipe, ["train.steps=1", "data.synthetic_held_out=0"], run_dir=path)
+    return path

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import flava_kit
-from flava_kit.errors import BuildError, RecipeError
+from flava_kit.errors import RecipeError
 
 
 def problems_of(source, overrides=()) -> str:

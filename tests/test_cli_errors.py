@@ -14,16 +14,6 @@ from flava_kit.cli import main
 TINY = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A real one-step run directory, copied by tests that damage it."""
-    from flava_kit.train.run import pretrain
-
-    path = tmp_path_factory.mktemp("run")
-    pretrain(TINY, ["train.steps=1", "data.synthetic_held_out=0"], run_dir=path)
-    return path
-
-
 def damaged(run_dir: Path, tmp_path: Path, how: str) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

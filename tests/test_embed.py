@@ -13,16 +13,6 @@ from safetensors.torch import load_file
 
 from flava_kit.cli import main
 
-TINY = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    from flava_kit.train.run import pretrain
-
-    path = tmp_path_factory.mktemp("run")
-    pretrain(TINY, ["train.steps=1", "data.synthetic_held_out=0"], run_dir=path)
-    return path
 
 
 @pytest.fixture

@@ -10,15 +10,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pydantic
 
-from flava_kit.errors import Problem, RecipeError, RegistryError
-from flava_kit.recipe.extends import tree_from
-from flava_kit.recipe.overrides import apply_override
-from flava_kit.recipe.tree import RECIPE_VERSION, PathT, Recipe, Tree, dotted
+from flava_kit.errors import Problem, RegistryError
+from flava_kit.recipe.tree import RECIPE_VERSION, PathT, Tree, dotted
 from flava_kit.registry import registry
 from flava_kit.schema import SlotSpec, component_schema
 

@@ -75,7 +75,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     held_out = data.held_out()
     if held_out is not None and step == train.steps and rank == 0:
         items = [held_out[i] for i in range(len(held_out))]
-        images, labels, names = [i["image"] for i in items], [i["label"] for i in items], class_names()
+        names = class_names()
         if data.task == "classify":
             accuracy = classification_accuracy(model, data, tokenizer, items)
             run.metrics = {"accuracy": accuracy, "chance": 1 / len(names), "held_out_images": len(items)}
