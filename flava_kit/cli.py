@@ -192,6 +192,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     model, data, tokenizer = _load_run(args.run)
     processor = data.processor()
+    if args.data:
+        return _eval_labelled(args, model, data, tokenizer)
     if args.manifest:
         from flava_kit.data.sources import ImageTextManifest
 
@@ -212,6 +214,31 @@ def cmd_eval(args: argparse.Namespace) -> None:
         texts = [item["text"] for item in items]
         for name, value in retrieval_recall(model, processor, tokenizer, images, texts, text_length=data.text_length).items():
             out.print(f"{name}: {value:.3f}", markup=False)
+
+
+def _eval_labelled(args: argparse.Namespace, model: Any, data: Any, tokenizer: Any) -> None:
+    """Zero-shot classification of a labelled folder or manifest: printed, and written as JSON
+    (with the per-class table) beside a confusion-matrix PNG."""
+    import torch
+
+    from flava_kit.evaluation import zero_shot_scores
+    from flava_kit.evaluation.items import read_labelled, read_templates
+    from flava_kit.evaluation.report import class_report, save_confusion_png
+
+    if args.task != "zero-shot":
+        raise FlavaKitError("--data goes with --task zero-shot; retrieval takes --manifest")
+    keys, images, labels, names = read_labelled(args.data)
+    templates = read_templates(args.templates)
+    scores = zero_shot_scores(model, data.processor(), tokenizer, images, names, templates, data.text_length)
+    report = {"data": str(args.data), "images": len(keys), "classes": names, "templates": list(templates),
+              **class_report(scores, torch.tensor(labels), names)}  # fmt: skip
+    target = Path(args.json) if args.json else Path(args.run) / "eval" / "zero_shot.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    picture = save_confusion_png(report["confusion"], names, target.with_suffix(".png"))
+    target.write_text(json.dumps(report, indent=2))
+    out.print(f"zero-shot on {len(keys)} images, {len(names)} classes: acc@1 {report['acc@1']:.3f}, acc@5 {report['acc@5']:.3f}, "
+              f"mean per-class recall {report['mean_per_class_recall']:.3f} (chance {1 / len(names):.3f})", markup=False)  # fmt: skip
+    out.print(f"wrote {target}" + (f" and {picture}" if picture else ""), markup=False)
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -272,6 +299,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a run directory written by pretrain")
     p.add_argument("--task", choices=["zero-shot", "retrieval"], default="zero-shot")
     p.add_argument("--manifest", help="image-text pairs (JSONL or CSV) to retrieve among, instead of the synthetic held-out set")
+    p.add_argument("--data", help="labelled images for zero-shot: a folder with a subfolder per class, or a manifest with a label "
+                                  "column and classnames.txt beside it")  # fmt: skip
+    p.add_argument("--templates", help="prompt templates, one per line with {} for the class name (default: a built-in set)")
+    p.add_argument("--json", help="where to write the report (default RUN/eval/zero_shot.json; the confusion PNG goes beside it)")
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("embed", help="write image and/or text embeddings of a run's model for your own search or clustering")

@@ -35,3 +35,52 @@ def read_items(images: str | None = None, manifest: str | None = None, texts: st
     if not keys:
         raise FlavaKitError(f"{images or manifest}: no readable item ({skipped} unreadable)")
     return keys, pictures, (captions if manifest is not None else None), skipped
+
+
+def read_labelled(path: str) -> tuple[list[str], list[Any], list[int], list[str]]:
+    """(keys, images, labels, class names) of labelled images: a folder with one subfolder per class
+    (class names from the subfolder names, or from ``classnames.txt`` in the folder, one per line in
+    the subfolders' sorted order), or a manifest with a ``label`` column and a ``classnames.txt``
+    beside it (line ``i`` names label ``i``). Unreadable images are an error naming the file."""
+    root = Path(path)
+    names_file = (root if root.is_dir() else root.parent) / "classnames.txt"
+    listed = [line.strip() for line in names_file.read_text().splitlines() if line.strip()] if names_file.is_file() else None
+    keys, images, labels = [], [], []
+    if root.is_dir():
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        if not folders:
+            raise FlavaKitError(f"{root}: no class subfolders (expected one folder of images per class)")
+        if listed is not None and len(listed) != len(folders):
+            raise FlavaKitError(f"{names_file}: {len(listed)} names for {len(folders)} class folders")
+        names = listed or [folder.name.replace("_", " ") for folder in folders]
+        for label, folder in enumerate(folders):
+            source = ImageFolder(folder)
+            for index in range(len(source)):
+                keys.append(str(source.files[index].relative_to(root)))
+                images.append(source[index]["image"])
+                labels.append(label)
+        return keys, images, labels, names
+    manifest = ImageTextManifest(root)
+    if listed is None:
+        raise FlavaKitError(f"{root}: a labelled manifest needs {names_file} (one class name per line, line i for label i)")
+    for index in range(len(manifest)):
+        item = manifest[index]
+        if "label" not in item or not 0 <= item["label"] < len(listed):
+            raise FlavaKitError(f"{root}:{manifest.rows[index][0]}: label {item.get('label')} is not one of the {len(listed)} classes")
+        keys.append(f"{root.name}:{manifest.rows[index][0]}")
+        images.append(item["image"])
+        labels.append(item["label"])
+    return keys, images, labels, listed
+
+
+def read_templates(path: str | None) -> tuple[str, ...]:
+    """Prompt templates, one per line, each with ``{}`` for the class name; the built-in set without a file."""
+    from flava_kit.evaluation.features import TEMPLATES
+
+    if path is None:
+        return TEMPLATES
+    templates = tuple(line.strip() for line in Path(path).read_text().splitlines() if line.strip())
+    bad = [t for t in templates if "{}" not in t]
+    if not templates or bad:
+        raise FlavaKitError(f"{path}: every template needs '{{}}' for the class name" + (f" (not: {bad[0]!r})" if bad else " (the file is empty)"))
+    return templates
