@@ -166,31 +166,12 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     out.print(f"run: {run.run_dir} (losses.csv, losses.png, checkpoints/)", markup=False)
 
 
-def _load_run(path: str) -> tuple[Any, Any, Any]:
-    """(model on the run's device, its data section, its tokenizer) from a run's latest checkpoint."""
-    from flava_kit.data.tokenizer import load_tokenizer
-    from flava_kit.recipe import build, build_section, load_recipe
-    from flava_kit.train.checkpoint import latest_checkpoint, load_weights
-    from flava_kit.train.device import resolve_device
-
-    run = Path(path)
-    checkpoint = latest_checkpoint(run)
-    if checkpoint is None:
-        raise FlavaKitError(f"{run}: no checkpoint to evaluate (expected {run / 'checkpoints'})")
-    recipe = load_recipe(checkpoint / "recipe.yaml")
-    model, data = build(recipe), build_section(recipe, "data")
-    load_weights(checkpoint, model)
-    model.to(resolve_device(build_section(recipe, "train").device))  # the run's train.device
-    # The tokenizer the run saved, rather than building (and re-saving) it again.
-    tokenizer = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else data.tokenizer(None)
-    return model, data, tokenizer
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
+    from flava_kit.evaluation.runs import load_run
     from flava_kit.data.synthetic import class_names
     from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
 
-    model, data, tokenizer = _load_run(args.run)
+    model, data, tokenizer = load_run(args.run)
     processor = data.processor()
     if args.data:
         return _eval_labelled(args, model, data, tokenizer)
@@ -222,30 +203,40 @@ def _eval_labelled(args: argparse.Namespace, model: Any, data: Any, tokenizer: A
     import torch
 
     from flava_kit.evaluation import zero_shot_scores
+    from flava_kit.evaluation.features import classifier_scores
     from flava_kit.evaluation.items import read_labelled, read_templates
     from flava_kit.evaluation.report import class_report, save_confusion_png
 
     if args.task != "zero-shot":
         raise FlavaKitError("--data goes with --task zero-shot; retrieval takes --manifest")
     keys, images, labels, names = read_labelled(args.data)
-    templates = read_templates(args.templates)
-    scores = zero_shot_scores(model, data.processor(), tokenizer, images, names, templates, data.text_length)
-    report = {"data": str(args.data), "images": len(keys), "classes": names, "templates": list(templates),
-              **class_report(scores, torch.tensor(labels), names)}  # fmt: skip
-    target = Path(args.json) if args.json else Path(args.run) / "eval" / "zero_shot.json"
+    classifier = getattr(model, "modality", None)
+    if classifier is not None:  # a fine-tuned classifier: its own logits, reported the same way
+        if classifier != "image":
+            raise FlavaKitError(f"--data holds images only; this run's classifier reads its {classifier} input")
+        if model.num_classes != len(names):
+            raise FlavaKitError(f"{args.data}: {len(names)} classes, but this classifier has {model.num_classes}")
+        scores, what, extra = classifier_scores(model, data.processor(), images), "classification", {}
+    else:
+        templates = read_templates(args.templates)
+        scores = zero_shot_scores(model, data.processor(), tokenizer, images, names, templates, data.text_length)
+        what, extra = "zero_shot", {"templates": list(templates)}
+    report = {"data": str(args.data), "images": len(keys), "classes": names, **extra, **class_report(scores, torch.tensor(labels), names)}
+    target = Path(args.json) if args.json else Path(args.run) / "eval" / f"{what}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     picture = save_confusion_png(report["confusion"], names, target.with_suffix(".png"))
     target.write_text(json.dumps(report, indent=2))
-    out.print(f"zero-shot on {len(keys)} images, {len(names)} classes: acc@1 {report['acc@1']:.3f}, acc@5 {report['acc@5']:.3f}, "
+    out.print(f"{what.replace('_', '-')} on {len(keys)} images, {len(names)} classes: acc@1 {report['acc@1']:.3f}, acc@5 {report['acc@5']:.3f}, "
               f"mean per-class recall {report['mean_per_class_recall']:.3f} (chance {1 / len(names):.3f})", markup=False)  # fmt: skip
     out.print(f"wrote {target}" + (f" and {picture}" if picture else ""), markup=False)
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
+    from flava_kit.evaluation.runs import load_run
     from flava_kit.evaluation.embed import embed, write_embeddings
     from flava_kit.evaluation.items import read_items
 
-    model, data, tokenizer = _load_run(args.run)
+    model, data, tokenizer = load_run(args.run)
     keys, images, texts, skipped = read_items(images=args.images, manifest=args.manifest, texts=args.texts)
     embeddings = embed(model, data.processor(), tokenizer, images, texts, text_length=data.text_length, batch_size=args.batch_size)
     files = write_embeddings(embeddings, keys, args.out, args.format)

@@ -59,3 +59,17 @@ def test_templates_without_a_placeholder_are_refused(run_dir, labelled, tmp_path
     (tmp_path / "bad.txt").write_text("a photo\n")
     assert main(["eval", str(run_dir), "--data", str(labelled), "--templates", str(tmp_path / "bad.txt")]) == 2
     assert "every template needs '{}'" in capsys.readouterr().err
+
+
+def test_fine_tune_an_image_classifier_on_a_labelled_folder_then_evaluate_it(labelled, tmp_path, capsys):
+    from flava_kit.train.run import pretrain
+
+    recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
+    overrides = ["model.type=flava_classifier", "model.modality=image", "model.num_classes=3", "data.task=classify",
+                 "data.synthetic=0", f"data.labelled_folder={labelled}", "data.batch_size=4", "train.steps=3"]  # fmt: skip
+    run = pretrain(recipe, overrides, run_dir=tmp_path / "run")
+    assert run.step == 3 and len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 4
+    assert main(["eval", str(tmp_path / "run"), "--data", str(labelled)]) == 0
+    assert "classification on 6 images, 3 classes" in capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "eval" / "classification.json").read_text())
+    assert sum(map(sum, report["confusion"])) == 6 and "templates" not in report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,18 @@ def test_linear_probe_learns_separable_features_and_reports_its_regularisation()
     assert result["accuracy"] > 0.95 and result["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
     noise = linear_probe(rng.normal(size=(200, 16)), labels[:200], rng.normal(size=(100, 16)), labels[200:])
     assert noise["accuracy"] < 0.6  # nothing to learn: near chance
+
+
+def test_torch_probe_learns_from_a_memory_map_and_chooses_a_weight_decay(tmp_path):
+    from flava_kit.evaluation import torch_linear_probe
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 8)) * 3
+    labels = rng.integers(0, 4, 500)
+    np.save(tmp_path / "features.npy", (centres[labels] + rng.normal(size=(500, 8))).astype(np.float32))
+    with warnings.catch_warnings():  # a read-only memory map: torch warns that it will not write to it
+        warnings.simplefilter("ignore", UserWarning)
+        features = torch.from_numpy(np.load(tmp_path / "features.npy", mmap_mode="r"))  # read a batch at a time
+    labels = torch.from_numpy(labels)
+    result = torch_linear_probe(features[:400], labels[:400], features[400:], labels[400:], epochs=20, batch_size=64)
+    assert result["accuracy"] > 0.9 and result["weight_decay"] in (0.0, 1e-4, 1e-2)

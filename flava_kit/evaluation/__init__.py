@@ -9,9 +9,9 @@ from flava_kit.evaluation.features import (
     zero_shot_accuracy,
     zero_shot_scores,
 )
-from flava_kit.evaluation.metrics import classification_report, linear_probe, retrieval_recall_at
+from flava_kit.evaluation.metrics import classification_report, linear_probe, retrieval_recall_at, torch_linear_probe
 
 __all__ = [
     "TEMPLATES", "class_embeddings", "classification_report", "image_features", "linear_probe", "retrieval_recall", "retrieval_recall_at",
-    "text_features", "zero_shot_accuracy", "zero_shot_scores",
+    "text_features", "torch_linear_probe", "zero_shot_accuracy", "zero_shot_scores",
 ]

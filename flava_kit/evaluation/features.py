@@ -72,3 +72,13 @@ def retrieval_recall(
 ) -> dict[str, float]:
     """Recall@k of image->text and text->image retrieval over aligned ``images`` and ``texts`` (chunked)."""
     return retrieval_recall_at(image_features(model, processor, images), text_features(model, tokenizer, texts, text_length), ks)
+
+
+@torch.no_grad()
+def classifier_scores(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64) -> torch.Tensor:
+    """``[N, classes]`` logits of a fine-tuned image classifier (``flava_classifier``, modality image)."""
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [model(**{k: v.to(device) for k, v in processor(images[i : i + batch_size], codebook=False).items()}).logits.cpu()
+              for i in tqdm(range(0, len(images), batch_size), desc="images", disable=None, leave=False)]  # fmt: skip
+    return torch.cat(chunks)

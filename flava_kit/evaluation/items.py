@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flava_kit.data.sources import DataError, ImageFolder, ImageTextManifest, TextLines
+from flava_kit.data.sources import DataError, ImageFolder, ImageTextManifest, LabelledImageFolder, TextLines
 from flava_kit.errors import FlavaKitError
 
 
@@ -43,23 +43,14 @@ def read_labelled(path: str) -> tuple[list[str], list[Any], list[int], list[str]
     the subfolders' sorted order), or a manifest with a ``label`` column and a ``classnames.txt``
     beside it (line ``i`` names label ``i``). Unreadable images are an error naming the file."""
     root = Path(path)
-    names_file = (root if root.is_dir() else root.parent) / "classnames.txt"
+    if root.is_dir():
+        folder = LabelledImageFolder(root)
+        keys = [str(file.relative_to(root)) for file, _ in folder.files]
+        items = [folder[i] for i in range(len(folder))]
+        return keys, [item["image"] for item in items], [item["label"] for item in items], folder.class_names
+    names_file = root.parent / "classnames.txt"
     listed = [line.strip() for line in names_file.read_text().splitlines() if line.strip()] if names_file.is_file() else None
     keys, images, labels = [], [], []
-    if root.is_dir():
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
-        if not folders:
-            raise FlavaKitError(f"{root}: no class subfolders (expected one folder of images per class)")
-        if listed is not None and len(listed) != len(folders):
-            raise FlavaKitError(f"{names_file}: {len(listed)} names for {len(folders)} class folders")
-        names = listed or [folder.name.replace("_", " ") for folder in folders]
-        for label, folder in enumerate(folders):
-            source = ImageFolder(folder)
-            for index in range(len(source)):
-                keys.append(str(source.files[index].relative_to(root)))
-                images.append(source[index]["image"])
-                labels.append(label)
-        return keys, images, labels, names
     manifest = ImageTextManifest(root)
     if listed is None:
         raise FlavaKitError(f"{root}: a labelled manifest needs {names_file} (one class name per line, line i for label i)")

@@ -62,3 +62,39 @@ def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_feat
     best = max(costs, key=lambda cost: probe(cost).fit(fit_x, fit_y).score(val_x, val_y))
     accuracy = probe(best).fit(train_features, train_labels).score(test_features, test_labels)
     return {"accuracy": float(accuracy), "C": float(best)}
+
+
+def torch_linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor, test_labels: torch.Tensor,
+                       weight_decays: Sequence[float] = (0.0, 1e-4, 1e-2), epochs: int = 30, batch_size: int = 1024, lr: float = 1e-2,
+                       validation: float = 0.2, seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """A linear probe trained with AdamW in mini-batches, for features too many for L-BFGS in
+    memory (pass memory-mapped arrays, e.g. ``torch.from_numpy(np.load(..., mmap_mode="r"))``:
+    only one batch is read at a time). The weight decay is chosen on a ``validation`` share of the
+    training rows; returns test ``accuracy`` and the chosen ``weight_decay``."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_labels), generator=generator)
+    cut = int(len(order) * (1 - validation))
+    classes = int(max(train_labels.max(), test_labels.max())) + 1
+
+    def fit(rows: torch.Tensor, decay: float) -> torch.nn.Linear:
+        torch.manual_seed(seed)
+        probe = torch.nn.Linear(train_features.shape[1], classes)
+        optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=decay)
+        for _ in range(epochs):
+            for batch in rows[torch.randperm(len(rows), generator=generator)].split(batch_size):
+                index = batch.sort().values  # sorted reads are sequential on a memory map
+                loss = torch.nn.functional.cross_entropy(probe(torch.as_tensor(train_features[index]).float()), torch.as_tensor(train_labels[index]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return probe
+
+    @torch.no_grad()
+    def accuracy(probe: torch.nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> float:
+        correct = sum(int((probe(torch.as_tensor(features[i : i + batch_size]).float()).argmax(1) == torch.as_tensor(labels[i : i + batch_size])).sum())
+                      for i in range(0, len(labels), batch_size))  # fmt: skip
+        return correct / len(labels)
+
+    train_rows, val_rows = order[:cut], order[cut:]
+    best = max(weight_decays, key=lambda decay: accuracy(fit(train_rows, decay), train_features[val_rows.sort().values], train_labels[val_rows.sort().values]))
+    return {"accuracy": accuracy(fit(order, best), test_features, test_labels), "weight_decay": float(best)}

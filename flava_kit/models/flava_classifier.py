@@ -38,7 +38,7 @@ class FlavaClassifier(nn.Module):
     ):
         super().__init__()
         self.flava = FlavaModel(image_encoder, text_encoder, fusion, projection_dim, logit_scale_init)
-        self.modality = modality
+        self.modality, self.num_classes = modality, num_classes
         width = {"image": image_encoder.hidden_size, "text": text_encoder.hidden_size, "multimodal": fusion.hidden_size}[modality]
         self.head = ClassifierHead(width, num_classes, dropout)
 

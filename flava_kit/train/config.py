@@ -19,7 +19,8 @@ class DataConfig:
 
     Sources (any mix; each batch comes from one, drawn by ``weights``, default equal):
     ``synthetic`` pairs of the embedded shapes dataset, a ``manifest`` of image-text pairs
-    (JSONL or CSV), an ``image_folder`` (image-only batches: MIM), ``text_lines`` (text-only: MLM).
+    (JSONL or CSV), an ``image_folder`` (image-only batches: MIM), ``text_lines`` (text-only: MLM),
+    a ``labelled_folder`` (one subfolder per class: labelled images, for an image classifier).
     ``tokenizer`` is a local tokenizer directory; without one, a tokenizer is built from the
     synthetic dataset's vocabulary. Broken items are skipped with a warning unless ``strict``.
     """
@@ -43,6 +44,7 @@ class DataConfig:
         synthetic_held_out: Annotated[int, Field(ge=0)] = 600,
         manifest: str | None = None,
         image_folder: str | None = None,
+        labelled_folder: str | None = None,
         text_lines: str | None = None,
         weights: dict[str, float] | None = None,
         tokenizer: str | None = None,
@@ -60,18 +62,19 @@ class DataConfig:
             raise ValueError("pretraining needs image_masking and text_masking (e.g. {type: block} and {type: mlm})")
         self.synthetic, self.synthetic_held_out = synthetic, synthetic_held_out
         self.manifest, self.image_folder, self.text_lines = manifest, image_folder, text_lines
+        self.labelled_folder = labelled_folder
         self.weights, self.tokenizer_path = dict(weights or {}), tokenizer
         self.batch_size, self.text_length, self.image_size, self.codebook_size = batch_size, text_length, image_size, codebook_size
         self.itm_negative_prob, self.workers, self.strict, self.seed = itm_negative_prob, workers, strict, seed
-        if not (synthetic or manifest or image_folder or text_lines):
-            raise ValueError("no data: set synthetic (a number of pairs), manifest, image_folder or text_lines")
-        unknown = set(self.weights) - {"synthetic", "manifest", "image_folder", "text_lines"}
+        if not (synthetic or manifest or image_folder or text_lines or labelled_folder):
+            raise ValueError("no data: set synthetic (a number of pairs), manifest, image_folder, labelled_folder or text_lines")
+        unknown = set(self.weights) - {"synthetic", "manifest", "image_folder", "labelled_folder", "text_lines"}
         if unknown:
-            raise ValueError(f"weights: unknown sources {sorted(unknown)}; sources are synthetic, manifest, image_folder, text_lines")
+            raise ValueError(f"weights: unknown sources {sorted(unknown)}; sources are synthetic, manifest, image_folder, labelled_folder, text_lines")
 
     def sources(self) -> dict[str, Any]:
         """The configured sources by name."""
-        from flava_kit.data.sources import ImageFolder, ImageTextManifest, TextLines
+        from flava_kit.data.sources import ImageFolder, ImageTextManifest, LabelledImageFolder, TextLines
         from flava_kit.data.synthetic import SyntheticShapes
 
         sources: dict[str, Any] = {}
@@ -82,6 +85,8 @@ class DataConfig:
             sources["manifest"] = ImageTextManifest(self.manifest)
         if self.image_folder:
             sources["image_folder"] = ImageFolder(self.image_folder)
+        if self.labelled_folder:
+            sources["labelled_folder"] = LabelledImageFolder(self.labelled_folder)
         if self.text_lines:
             sources["text_lines"] = TextLines(self.text_lines)
         return sources

@@ -83,6 +83,8 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
             run.metrics = held_out_report(model, data, tokenizer, items, names)
         summary = {"step": step, "skipped_items": run.skipped_items, **run.metrics}
         (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    if dist.is_initialized():  # the other ranks wait for rank 0's evaluation: all leave together
+        dist.barrier()
     return run
 
 
