@@ -77,3 +77,22 @@ def test_torch_probe_learns_from_a_memory_map_and_chooses_a_weight_decay(tmp_pat
     labels = torch.from_numpy(labels)
     result = torch_linear_probe(features[:400], labels[:400], features[400:], labels[400:], epochs=20, batch_size=64)
     assert result["accuracy"] > 0.9 and result["weight_decay"] in (0.0, 1e-4, 1e-2)
+
+
+def test_image_features_representations():
+    import flava_kit
+    from flava_kit.data.processor import ImageProcessor
+    from flava_kit.evaluation import image_features
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = flava_kit.build("flava_tiny")
+    images = [Image.new("RGB", (32, 32), c) for c in ("red", "blue", "green")]
+    processor = ImageProcessor(model.image_encoder.image_size, 112)
+    projected = image_features(model, processor, images, batch_size=2)
+    cls = image_features(model, processor, images, batch_size=2, representation="cls")
+    assert projected.shape == (3, model.image_projection.out_features) and torch.allclose(projected.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert cls.shape == (3, model.image_encoder.hidden_size)
+    with torch.no_grad():
+        expected = model(pixel_values=processor(images, codebook=False)["pixel_values"]).image_embeddings[:, 0]
+    assert torch.allclose(cls, expected, atol=1e-5)

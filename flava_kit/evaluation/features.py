@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from tqdm import tqdm
@@ -17,12 +17,17 @@ def _flava(model: Any) -> Any:
 
 
 @torch.no_grad()
-def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64) -> torch.Tensor:
-    """``[N, D]`` L2-normalised image features."""
+def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64,
+                   representation: Literal["projected", "cls"] = "projected") -> torch.Tensor:  # fmt: skip
+    """``[N, D]`` image features: ``projected``, the L2-normalised contrastive projection (what
+    zero-shot and retrieval compare), or ``cls``, the image encoder's [CLS] state before any
+    projection (what the FLAVA paper's linear probes read)."""
     flava = _flava(model).eval()
     device = next(flava.parameters()).device  # the run's device
-    chunks = [flava(pixel_values=processor(images[i : i + batch_size], codebook=False)["pixel_values"].to(device)).image_features
-              for i in tqdm(range(0, len(images), batch_size), desc="images", disable=None, leave=False)]  # fmt: skip
+    chunks = []
+    for i in tqdm(range(0, len(images), batch_size), desc="images", disable=None, leave=False):
+        out = flava(pixel_values=processor(images[i : i + batch_size], codebook=False)["pixel_values"].to(device))
+        chunks.append(out.image_features if representation == "projected" else out.image_embeddings[:, 0])
     return torch.cat(chunks).cpu()
 
 

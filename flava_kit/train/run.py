@@ -91,8 +91,9 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
 def held_out_report(model: Any, data: Any, tokenizer: Any, items: list[dict], names: list[str]) -> dict[str, float]:
     """What the field reports, on the held-out synthetic set: zero-shot acc@1 / acc@5 / mean per-class
     recall, image<->text retrieval R@1 against the items' own captions, and a linear probe (L-BFGS
-    logistic regression on the normalised image features, fitted on the first half of the items with
-    C chosen on a fifth of that half, tested on the second half)."""
+    logistic regression on the image encoder's [CLS] before projection, as the FLAVA paper probes,
+    fitted on the first half of the items with C chosen on a fifth of that half, tested on the
+    second half)."""
     from flava_kit.evaluation import classification_report, image_features, linear_probe, retrieval_recall_at, text_features, zero_shot_scores
 
     processor, images = data.processor(), [item["image"] for item in items]
@@ -101,8 +102,8 @@ def held_out_report(model: Any, data: Any, tokenizer: Any, items: list[dict], na
     features = image_features(model, processor, images)
     captions = text_features(model, tokenizer, [item["text"] for item in items], data.text_length)
     retrieval = retrieval_recall_at(features, captions, ks=(1,))
-    half = len(items) // 2
-    probe = linear_probe(features[:half].numpy(), labels[:half].numpy(), features[half:].numpy(), labels[half:].numpy())
+    half, encoded = len(items) // 2, image_features(model, processor, images, representation="cls")  # the paper's probe input
+    probe = linear_probe(encoded[:half].numpy(), labels[:half].numpy(), encoded[half:].numpy(), labels[half:].numpy())
     return {
         "zero_shot_accuracy": report["acc@1"], "zero_shot_acc@5": report["acc@5"],
         "zero_shot_mean_per_class_recall": report["mean_per_class_recall"],
