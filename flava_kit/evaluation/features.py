@@ -17,18 +17,24 @@ def _flava(model: Any) -> Any:
 
 
 @torch.no_grad()
-def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64,
-                   representation: Literal["projected", "cls"] = "projected") -> torch.Tensor:  # fmt: skip
-    """``[N, D]`` image features: ``projected``, the L2-normalised contrastive projection (what
-    zero-shot and retrieval compare), or ``cls``, the image encoder's [CLS] state before any
-    projection (what the FLAVA paper's linear probes read)."""
+def image_representations(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Both image representations from one pass: ``projected`` ``[N, D]``, the L2-normalised
+    contrastive projection (what zero-shot and retrieval compare), and ``cls`` ``[N, H]``, the image
+    encoder's [CLS] state before any projection (what the FLAVA paper's linear probes read)."""
     flava = _flava(model).eval()
     device = next(flava.parameters()).device  # the run's device
-    chunks = []
+    projected, cls = [], []
     for i in tqdm(range(0, len(images), batch_size), desc="images", disable=None, leave=False):
         out = flava(pixel_values=processor(images[i : i + batch_size], codebook=False)["pixel_values"].to(device))
-        chunks.append(out.image_features if representation == "projected" else out.image_embeddings[:, 0])
-    return torch.cat(chunks).cpu()
+        projected.append(out.image_features)
+        cls.append(out.image_embeddings[:, 0])
+    return {"projected": torch.cat(projected).cpu(), "cls": torch.cat(cls).cpu()}
+
+
+def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 64,
+                   representation: Literal["projected", "cls"] = "projected") -> torch.Tensor:  # fmt: skip
+    """``[N, D]`` image features of one representation (see :func:`image_representations`)."""
+    return image_representations(model, processor, images, batch_size)[representation]
 
 
 @torch.no_grad()

@@ -94,15 +94,15 @@ def held_out_report(model: Any, data: Any, tokenizer: Any, items: list[dict], na
     logistic regression on the image encoder's [CLS] before projection, as the FLAVA paper probes,
     fitted on the first half of the items with C chosen on a fifth of that half, tested on the
     second half)."""
-    from flava_kit.evaluation import classification_report, image_features, linear_probe, retrieval_recall_at, text_features, zero_shot_scores
+    from flava_kit.evaluation import class_embeddings, classification_report, linear_probe, retrieval_recall_at, text_features
+    from flava_kit.evaluation.features import image_representations
 
-    processor, images = data.processor(), [item["image"] for item in items]
+    images = image_representations(model, data.processor(), [item["image"] for item in items])  # one pass serves all three
     labels = torch.tensor([item["label"] for item in items])
-    report = classification_report(zero_shot_scores(model, processor, tokenizer, images, names, text_length=data.text_length), labels)
-    features = image_features(model, processor, images)
+    report = classification_report(images["projected"] @ class_embeddings(model, tokenizer, names, text_length=data.text_length).T, labels)
     captions = text_features(model, tokenizer, [item["text"] for item in items], data.text_length)
-    retrieval = retrieval_recall_at(features, captions, ks=(1,))
-    half, encoded = len(items) // 2, image_features(model, processor, images, representation="cls")  # the paper's probe input
+    retrieval = retrieval_recall_at(images["projected"], captions, ks=(1,))
+    half, encoded = len(items) // 2, images["cls"]  # the paper's probe input: [CLS] before projection
     probe = linear_probe(encoded[:half].numpy(), labels[:half].numpy(), encoded[half:].numpy(), labels[half:].numpy())
     return {
         "zero_shot_accuracy": report["acc@1"], "zero_shot_acc@5": report["acc@5"],

@@ -103,7 +103,7 @@ class Trainer:
                 if hasattr(module, "set_gradient_checkpointing"):
                     module.set_gradient_checkpointing(True)
         self.module = model.to(self.device).train()
-        self.columns = {"train": ["step", *loss_columns(model)[1:], "grad_norm"], "system": ["step", *SYSTEM_METRICS]}
+        self.columns = {"train": [*loss_columns(model), "grad_norm"], "system": ["step", *SYSTEM_METRICS]}
         self.replicated: list[torch.nn.Parameter] = []
         if config.fsdp:
             if not self.distributed:
