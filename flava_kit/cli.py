@@ -166,6 +166,37 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     out.print(f"run: {run.run_dir} (losses.csv, losses.png, checkpoints/)", markup=False)
 
 
+def cmd_data(args: argparse.Namespace) -> None:
+    import torch
+
+    from flava_kit.data.preview import draw_batch, loader_throughput
+    from flava_kit.recipe import build, build_section, load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if "data" not in recipe.data:
+        raise FlavaKitError(f"{args.recipe}: no 'data' section to look at")
+    data = build_section(recipe, "data")
+    with torch.device("meta"):  # only its sizes are needed: no memory, no initialisation
+        model = build(recipe)
+    data.follow(model)
+    table = Table("source", "type", "items per epoch", "weight", box=None, pad_edge=False)
+    for name, source in data.sources.items():
+        try:
+            size = str(len(source))
+        except TypeError:
+            size = "unknown (streamed)"
+        table.add_row(name, recipe.data["data"]["sources"][name]["type"], size, f"{getattr(source, 'weight', 1.0):g}")
+    out.print(table)
+    result = loader_throughput(data, data.tokenizer(None), args.batches)
+    image_encoder = getattr(getattr(model, "flava", model), "image_encoder", None)
+    grid = tuple(getattr(image_encoder, "grid_size", (1, 1)))
+    processor = data.processor()
+    draw_batch(result["batch"], data.tokenizer(None), args.out, processor.mean, processor.std, grid)
+    out.print(f"{result['samples_per_s']:.1f} samples/s over {args.batches} batches of {data.batch_size} "
+              f"({data.workers} workers); {result['skipped_items']} broken items skipped", markup=False)  # fmt: skip
+    out.print(f"one batch drawn: {args.out}", markup=False)
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from flava_kit.evaluation.runs import load_run
     from flava_kit.data.synthetic import class_names
@@ -285,6 +316,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/pretrain", help="the run directory (default runs/pretrain)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.set_defaults(handler=cmd_pretrain)
+
+    p = sub.add_parser("data", help="draw one batch of a recipe's data and measure the loader's samples/s")
+    p.add_argument("recipe", help="a path or a shipped recipe's short name")
+    p.add_argument("overrides", nargs="*", help="a.b.c=value or ~a.b")
+    p.add_argument("--out", default="batch.png", help="the PNG to write (default batch.png)")
+    p.add_argument("--batches", type=int, default=20, help="batches to read for the throughput figure (default 20)")
+    p.set_defaults(handler=cmd_data)
 
     p = sub.add_parser("eval", help="evaluate a run's latest checkpoint: zero-shot classification or retrieval")
     p.add_argument("run", help="a run directory written by pretrain")

@@ -140,6 +140,33 @@ class MetricLogger(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Source(Protocol):
+    """Where training items come from (registry kind ``source``; ``data.sources`` in a recipe).
+
+    An *item* is a dict with a stable ``key`` (str: the same item has the same key in every run),
+    an ``image`` (a PIL image) and/or a ``text`` (str), and optionally an integer ``label``.
+
+    A source is read in *lanes*: under ``torchrun`` with ``data.workers`` W, rank r's worker w reads
+    lane ``r * W + w`` of ``lanes = world_size * W``. ``samples(lane, lanes, seed, position)``
+    yields ``(raw, position)`` pairs forever (epoch after epoch, or resampled), where the lanes of
+    one epoch together hold every sample exactly once; ``raw`` is cheap to produce (undecoded
+    bytes, an index) and ``position`` (a small JSON-able dict) is where the lane stands after it,
+    so that ``samples(..., position)`` continues with exactly the next raw sample: that is what a
+    checkpoint stores. ``decode(raw) -> item`` does the expensive part (image decoding) and raises
+    :class:`~flava_kit.data.sources.DataError`, naming the file or shard and key, for a broken
+    sample; a source may also yield a :class:`~flava_kit.data.sources.Broken` in place of ``raw``
+    (an unreadable shard), which counts as one skipped sample. Optional: ``__len__`` (items per
+    epoch, when known). ``weight`` is the source's share of batches (each batch comes from one source).
+    """
+
+    weight: float
+
+    def samples(self, lane: int, lanes: int, seed: int, position: dict | None = None) -> Any: ...
+
+    def decode(self, raw: Any) -> dict: ...
+
+
 SLOT_KINDS: dict[type, str] = {
     ImageEncoder: "encoder",
     TextEncoder: "encoder",
@@ -149,13 +176,14 @@ SLOT_KINDS: dict[type, str] = {
     ImageMasking: "masking",
     TextMasking: "masking",
     MetricLogger: "logger",
+    Source: "source",
 }
 """Which registry kind each slot protocol draws its components from."""
 
 
 def missing_members(obj: object, protocol: type) -> list[str]:
     """The members of ``protocol`` that ``obj`` lacks (empty when it satisfies the contract)."""
-    methods = [m for m in ("forward", "tokens", "__call__") if m in vars(protocol)]
+    methods = [m for m in ("forward", "tokens", "__call__", "samples", "decode") if m in vars(protocol)]
     members = list(getattr(protocol, "__annotations__", {})) + methods
     return [m for m in members if not hasattr(obj, m)]
 

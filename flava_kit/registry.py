@@ -31,7 +31,7 @@ KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model", "s
 """Every kind of component, in the order recipes and listings show them."""
 
 # Importing these packages registers every built-in component.
-_BUILTIN_PACKAGES = ("encoders", "fusion", "codebooks", "masking", "heads", "losses", "models", "train.loggers")
+_BUILTIN_PACKAGES = ("encoders", "fusion", "codebooks", "masking", "heads", "losses", "models", "train.loggers", "data.sources")
 
 T = TypeVar("T", bound=Callable[..., Any])
 

@@ -48,5 +48,5 @@ def run_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("run")
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
-    pretrain(recipe, ["train.steps=1", "data.synthetic_held_out=0"], run_dir=path)
+    pretrain(recipe, ["train.steps=1", "data.sources.shapes.held_out=0"], run_dir=path)
     return path

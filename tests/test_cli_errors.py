@@ -18,6 +18,8 @@ def damaged(run_dir: Path, tmp_path: Path, how: str) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     weights = next((copy / "checkpoints").glob("step-*")) / "model.safetensors"
+    if how == "copy":
+        return copy
     if how == "truncated":
         weights.write_bytes(weights.read_bytes()[:100])
     else:  # wrong keys: a valid safetensors file of some other model
@@ -26,6 +28,16 @@ def damaged(run_dir: Path, tmp_path: Path, how: str) -> Path:
 
         save_file({"not.a.flava.weight": torch.zeros(2)}, weights)
     return copy
+
+
+def shards(tmp_path: Path, count: int, cut: bool = False) -> str:
+    from tests.shards import make_shards
+
+    urls = make_shards(tmp_path / "shards", shards=count, per_shard=8)
+    if cut:
+        tar = tmp_path / "shards" / "00000.tar"
+        tar.write_bytes(tar.read_bytes()[:5000])
+    return urls
 
 
 def hf_directory(tmp_path: Path, how: str) -> Path:
@@ -63,6 +75,11 @@ CASES = {
     "pretrain: no data section": (lambda run, tmp: ["pretrain", "flava_tiny", "--out", str(tmp / "out")], "pretraining needs a 'data' section"),
     "pretrain: resume without a run": (lambda run, tmp: ["pretrain", TINY, "--out", str(tmp), "--resume"], "no checkpoint"),
     "pretrain: resume from a truncated checkpoint": (lambda run, tmp: ["pretrain", TINY, "train.steps=2", "--out", str(damaged(run, tmp, "truncated")), "--resume"], "model.safetensors: corrupt, truncated or missing"),
+    "pretrain: missing shards": (lambda run, tmp: ["pretrain", TINY, f"data.sources.web={{type: webdataset, urls: '{tmp}/{{000..003}}.tar'}}", "--out", str(tmp / "out")], "4 of 4 shards not found"),
+    "pretrain: more readers than shards": (lambda run, tmp: ["pretrain", TINY, "~data.sources.shapes", f"data.sources.web={{type: webdataset, urls: '{shards(tmp, 1)}'}}", "data.workers=2", "--out", str(tmp / "out")], "1 shards to split over 2 readers"),
+    "pretrain: resume with other workers": (lambda run, tmp: ["pretrain", TINY, "data.workers=2", "train.steps=2", "--out", str(damaged(run, tmp, "copy")), "--resume"], "resume with the same"),
+    "data: corrupt shard, strict": (lambda run, tmp: ["data", TINY, "~data.sources.shapes", f"data.sources.web={{type: webdataset, urls: '{shards(tmp, 1, cut=True)}'}}", "data.strict=true", "--out", str(tmp / "b.png")], "00000.tar"),
+    "data: validate mismatch": (lambda run, tmp: ["data", TINY, "data.image_size=48", "--out", str(tmp / "b.png")], "differs from model.image_encoder.image_size 32"),
     "eval: not a run": (lambda run, tmp: ["eval", str(tmp)], "no checkpoint to evaluate"),
     "eval: truncated checkpoint": (lambda run, tmp: ["eval", str(damaged(run, tmp, "truncated"))], "model.safetensors: corrupt, truncated or missing"),
     "eval: wrong keys": (lambda run, tmp: ["eval", str(damaged(run, tmp, "wrong keys"))], "does not match the model"),

@@ -13,7 +13,7 @@ from transformers import FlavaImageProcessor
 
 from flava_kit.data.batches import PretrainingBatches
 from flava_kit.data.processor import ImageProcessor
-from flava_kit.data.sources import DataError, ImageFolder, ImageTextManifest, TextLines
+from flava_kit.data.sources import DataError, ImageFolder, ImageTextManifest, SyntheticSource, TextLines
 from flava_kit.data.synthetic import SyntheticShapes, class_names, vocabulary
 from flava_kit.data.tokenizer import tokenizer_from_words
 from flava_kit.masking import BlockMasking, MlmMasking
@@ -43,42 +43,56 @@ def tokenizer(tmp_path):
 
 
 def make_batches(sources, tokenizer, **kwargs):
-    options = dict(weights={}, batch_size=8, processor=ImageProcessor(32, 32), tokenizer=tokenizer, text_length=12,
+    options = dict(batch_size=8, processor=ImageProcessor(32, 32), tokenizer=tokenizer, text_length=12,
                    image_masking=BlockMasking(grid=4, num_masking_patches=6, min_block_patches=2),
                    text_masking=MlmMasking(vocab_size=24, mask_token_id=4))  # fmt: skip
     options.update(kwargs)
     return PretrainingBatches(sources, **options)
 
 
-def test_a_batch_depends_only_on_seed_and_step(tokenizer):
-    first = make_batches({"synthetic": SyntheticShapes(100, 32)}, tokenizer)
-    again = make_batches({"synthetic": SyntheticShapes(100, 32)}, tokenizer)
-    for step in (7, 0, 7):
-        assert all(torch.equal(first[step][k], again[step][k]) for k in first[step])
-    assert not torch.equal(first[0]["pixel_values"], first[1]["pixel_values"])
-    other_rank = make_batches({"synthetic": SyntheticShapes(100, 32)}, tokenizer, rank=1)
-    assert not torch.equal(first[0]["pixel_values"], other_rank[0]["pixel_values"])
+def take(batches, start=0, stop=None, workers=0):
+    """Batches of steps ``start .. stop - 1`` through a DataLoader, as the trainer reads them."""
+    stop = start + 1 if stop is None else stop
+    loader = torch.utils.data.DataLoader(batches.window(start, stop), batch_size=None, num_workers=workers)
+    return list(loader)
+
+
+def shapes(size=100, **kwargs):
+    return SyntheticSource(size, image_size=32, **kwargs)
+
+
+def test_a_batch_depends_only_on_seed_step_and_rank(tokenizer):
+    first, again = take(make_batches({"s": shapes()}, tokenizer), 0, 8), take(make_batches({"s": shapes()}, tokenizer), 0, 8)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first, again) for k in a if torch.is_tensor(a[k]))
+    assert first[0]["keys"] != first[1]["keys"]
+    other_rank = take(make_batches({"s": shapes()}, tokenizer, rank=1, world_size=2), 0, 1)
+    assert set(other_rank[0]["keys"]).isdisjoint(take(make_batches({"s": shapes()}, tokenizer, world_size=2), 0, 1)[0]["keys"])
+
+
+def test_an_epoch_of_an_indexed_source_reads_every_item_once(tokenizer):
+    keys = [key for batch in take(make_batches({"s": shapes(40)}, tokenizer), 0, 10) for key in batch["keys"]]
+    assert sorted(keys[:40]) == sorted(shapes(40)[i]["key"] for i in range(40))  # epoch 0: a permutation
+    assert keys[40:] != keys[:40] and sorted(keys[40:]) == sorted(keys[:40])  # epoch 1: another one
 
 
 def test_paired_batches_have_everything_and_itm_negatives(tokenizer):
-    batches = make_batches({"synthetic": SyntheticShapes(100, 32)}, tokenizer, batch_size=64, itm_negative_prob=0.5)
-    batch = batches[0]
-    assert {"pixel_values", "codebook_pixel_values", "bool_masked_pos", "input_ids", "input_ids_masked",
-            "attention_mask", "mlm_labels", "itm_labels"} == set(batch)  # fmt: skip
+    batch = take(make_batches({"s": shapes()}, tokenizer, batch_size=64, itm_negative_prob=0.5))[0]
+    assert {"pixel_values", "codebook_pixel_values", "bool_masked_pos", "input_ids", "input_ids_masked", "attention_mask",
+            "mlm_labels", "itm_labels", "keys", "data_position"} == set(batch)  # fmt: skip
     negatives = (batch["itm_labels"] == 0).float().mean().item()
     assert 0.25 < negatives < 0.75
     assert batch["pixel_values"].shape == (64, 3, 32, 32) and batch["bool_masked_pos"].shape == (64, 16)
-    assert not make_batches({"synthetic": SyntheticShapes(100, 32)}, tokenizer, itm_negative_prob=0.0)[0]["itm_labels"].eq(0).any()
+    assert not take(make_batches({"s": shapes()}, tokenizer, itm_negative_prob=0.0))[0]["itm_labels"].eq(0).any()
 
 
 def test_mixing_draws_each_batch_from_one_source_by_weight(tmp_path, tokenizer):
     (tmp_path / "texts.txt").write_text("a red circle\nthe blue square\n")
-    sources = {"synthetic": SyntheticShapes(40, 32), "text_lines": TextLines(tmp_path / "texts.txt")}
-    batches = make_batches(sources, tokenizer, weights={"synthetic": 3.0, "text_lines": 1.0})
-    kinds = ["pixel_values" in batches[step] for step in range(200)]
-    text_only = [batches[step] for step in range(200) if not kinds[step]]
+    sources = {"shapes": shapes(40, weight=3.0), "lines": TextLines(str(tmp_path / "texts.txt"), weight=1.0)}
+    batches = take(make_batches(sources, tokenizer, batch_size=2), 0, 200)
+    text_only = [b for b in batches if "pixel_values" not in b]
     assert 0.15 < len(text_only) / 200 < 0.35  # 1 in 4 expected
-    assert all(set(b) == {"input_ids", "input_ids_masked", "attention_mask", "mlm_labels"} for b in text_only)
+    assert all(set(b) == {"input_ids", "input_ids_masked", "attention_mask", "mlm_labels", "keys", "data_position"} for b in text_only)
+    assert all(key.startswith("texts.txt:") for b in text_only for key in b["keys"])
 
 
 def write_image(path, color=(255, 0, 0)):
@@ -91,11 +105,11 @@ def test_manifest_folder_and_lines_sources(tmp_path):
     write_image(tmp_path / "img" / "b.png", (0, 0, 255))
     (tmp_path / "pairs.jsonl").write_text(json.dumps({"image": "img/a.png", "text": "a red square"}) + "\n")
     (tmp_path / "pairs.csv").write_text("image,text\nimg/b.png,a blue square\n")
-    assert ImageTextManifest(tmp_path / "pairs.jsonl")[0]["text"] == "a red square"
-    assert ImageTextManifest(tmp_path / "pairs.csv")[0]["image"].getpixel((0, 0)) == (0, 0, 255)
-    assert len(ImageFolder(tmp_path / "img")) == 2
+    assert ImageTextManifest(str(tmp_path / "pairs.jsonl"))[0] | {"image": None} == {"key": "pairs.jsonl:1", "text": "a red square", "image": None}
+    assert ImageTextManifest(str(tmp_path / "pairs.csv"))[0]["image"].getpixel((0, 0)) == (0, 0, 255)
+    assert [ImageFolder(str(tmp_path / "img"))[i]["key"] for i in range(2)] == ["a.png", "b.png"]
     with pytest.raises(DataError, match="no such manifest"):
-        ImageTextManifest(tmp_path / "missing.jsonl")
+        ImageTextManifest(str(tmp_path / "missing.jsonl"))
 
 
 def test_broken_items_are_skipped_with_a_count_or_stop_when_strict(tmp_path, tokenizer):
@@ -103,26 +117,40 @@ def test_broken_items_are_skipped_with_a_count_or_stop_when_strict(tmp_path, tok
     (tmp_path / "broken.png").write_bytes(b"not an image")
     lines = [{"image": "good.png", "text": "a red square"}, {"image": "broken.png", "text": "a blue circle"}]
     (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n{not json\n")
-    manifest = ImageTextManifest(tmp_path / "pairs.jsonl")
+    manifest = ImageTextManifest(str(tmp_path / "pairs.jsonl"))
     with pytest.raises(DataError, match=r"broken\.png: unreadable image"):
         manifest[1]
     with pytest.raises(DataError, match=r"pairs\.jsonl:3: not valid JSON"):
         manifest[2]
-    batches = make_batches({"manifest": manifest}, tokenizer, batch_size=4)
-    with pytest.warns(UserWarning, match="skipped a broken item"):
-        batch = batches[0]
-    assert batch["pixel_values"].shape[0] == 4 and batches.skipped > 0
-    strict = make_batches({"manifest": manifest}, tokenizer, batch_size=4, strict=True)
-    with pytest.raises(DataError, match=r"pairs\.jsonl|broken\.png"):
-        for step in range(10):
-            strict[step]
+    with pytest.warns(UserWarning, match="skipped a broken item of data.sources.pairs"):
+        batch = take(make_batches({"pairs": manifest}, tokenizer, batch_size=4))[0]
+    assert batch["pixel_values"].shape[0] == 4 and 6 <= batch["data_position"]["skipped"] <= 8  # 2 of every 3 broken
+    with pytest.raises(DataError, match=r"data\.sources\.pairs: .*(pairs\.jsonl|broken\.png).*data\.strict"):
+        take(make_batches({"pairs": manifest}, tokenizer, batch_size=4, strict=True), 0, 10)
 
 
-def test_workers_build_the_same_batches(tokenizer):
-    batches = make_batches({"synthetic": SyntheticShapes(100, 32)}, tokenizer)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(4), num_workers=2)
-    for step, batch in enumerate(loader):
-        assert torch.equal(batch["pixel_values"], batches[step]["pixel_values"])
+def test_workers_build_the_same_batches_in_step_order(tokenizer):
+    batches = make_batches({"s": shapes()}, tokenizer)
+    alone, two = take(batches, 0, 6), take(batches, 0, 6, workers=2)
+    assert [b["keys"] for b in alone] != [b["keys"] for b in two]  # two workers read two lanes...
+    assert [b["data_position"]["lane"] for b in two] == [0, 1] * 3  # ...alternately, in step order
+    again = take(batches, 0, 6, workers=2)
+    assert all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(two, again))
+
+
+def test_augmentation_crops_both_views_alike_and_is_off_by_default(tokenizer):
+    image = Image.fromarray(skimage.data.astronaut())
+    plain, augmented = ImageProcessor(64, 32), ImageProcessor(64, 32, crop_scale=(0.2, 0.3), flip=True)
+    assert torch.equal(plain([image], generator=torch.Generator().manual_seed(0))["pixel_values"], plain([image])["pixel_values"])
+    views = [augmented([image], generator=torch.Generator().manual_seed(seed)) for seed in range(4)]
+    assert not torch.equal(views[0]["pixel_values"], views[1]["pixel_values"])
+    assert torch.equal(views[0]["pixel_values"], augmented([image], generator=torch.Generator().manual_seed(0))["pixel_values"])
+    for view in views:  # the codebook's view is the model's crop at its own size: downsampled, they agree
+        model_view = torch.nn.functional.interpolate(view["pixel_values"], size=32, mode="area")
+        mean, std = torch.tensor(plain.mean).view(1, 3, 1, 1), torch.tensor(plain.std).view(1, 3, 1, 1)
+        model_in_01 = model_view * std + mean
+        codebook_in_01 = (view["codebook_pixel_values"] - 0.1) / 0.8
+        assert (model_in_01 - codebook_in_01).abs().mean() < 0.05
 
 
 def test_word_starts_mark_the_first_piece_of_each_word():
@@ -138,7 +166,7 @@ def test_a_pretraining_run_with_whole_word_masking_trains(tmp_path):
     from flava_kit.train.run import pretrain
 
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
-    run = pretrain(recipe, ["data.text_masking.whole_word=true", "train.steps=2", "data.synthetic_held_out=0"], run_dir=tmp_path)
+    run = pretrain(recipe, ["data.text_masking.whole_word=true", "train.steps=2", "data.sources.shapes.held_out=0"], run_dir=tmp_path)
     assert run.step == 2
     rows = (tmp_path / "losses.csv").read_text().splitlines()
     assert len(rows) == 3 and "mmm_text" in rows[0]

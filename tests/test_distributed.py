@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -66,8 +67,11 @@ def test_two_process_pretraining_keeps_the_ranks_in_step(tmp_path):
 def test_fsdp_trains_like_ddp_and_resumes(tmp_path):
     torchrun_pretrain(tmp_path / "ddp")
     torchrun_pretrain(tmp_path / "fsdp", "train.fsdp=true")
-    # Same data, same averaged (and clipped) gradients: every logged loss agrees to the digits printed.
-    assert (tmp_path / "ddp" / "run" / "losses.csv").read_text() == (tmp_path / "fsdp" / "run" / "losses.csv").read_text()
+    # Same data, same averaged (and clipped) gradients: every logged loss agrees up to reduction-order noise.
+    ddp_rows, fsdp_rows = (list(csv.DictReader(open(tmp_path / run / "run" / "losses.csv"))) for run in ("ddp", "fsdp"))
+    assert [row.keys() for row in ddp_rows] == [row.keys() for row in fsdp_rows] and len(ddp_rows) == 4
+    for a, b in zip(ddp_rows, fsdp_rows):
+        assert all(abs(float(a[k]) - float(b[k])) <= 1e-4 * max(1.0, abs(float(a[k]))) for k in a if a[k]), (a, b)
     ddp, fsdp = checkpoint_weights(tmp_path / "ddp" / "run"), checkpoint_weights(tmp_path / "fsdp" / "run")
     assert ddp.keys() == fsdp.keys()
     # Weights: where a gradient is ~0, reduction-order noise can flip the sign of AdamW's m/sqrt(v),

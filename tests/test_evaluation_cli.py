@@ -66,7 +66,7 @@ def test_fine_tune_an_image_classifier_on_a_labelled_folder_then_evaluate_it(lab
 
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
     overrides = ["model.type=flava_classifier", "model.modality=image", "model.num_classes=3", "data.task=classify",
-                 "data.synthetic=0", f"data.labelled_folder={labelled}", "data.batch_size=4", "train.steps=3"]  # fmt: skip
+                 "~data.sources.shapes", f"data.sources.photos={{type: labelled_folder, root: {labelled}}}", "data.batch_size=4", "train.steps=3"]  # fmt: skip
     run = pretrain(recipe, overrides, run_dir=tmp_path / "run")
     assert run.step == 3 and len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 4
     assert main(["eval", str(tmp_path / "run"), "--data", str(labelled)]) == 0

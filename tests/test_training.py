@@ -124,7 +124,7 @@ def test_tokenizer_larger_than_the_text_vocabulary_is_named(tmp_path):
 @pytest.mark.parametrize("modality", ["image", "text", "multimodal"])
 def test_finetuning_a_classifier_from_a_pretraining_run(tmp_path, modality):
     pretrain(TINY, run_dir=tmp_path / "pre")
-    overrides = ["model.type=flava_classifier", f"model.modality={modality}", "model.num_classes=12", "data.task=classify",
+    overrides = ["model.type=flava_classifier", f"model.modality={modality}", "model.num_classes=12", "data.task=classify", "data.sources.shapes.two_shapes=0",
                  f"train.init_from={tmp_path / 'pre'}", "train.steps=3"]  # fmt: skip
     run = pretrain(TINY, overrides, run_dir=tmp_path / "fine")
     before = last_weights(tmp_path / "pre")
@@ -136,7 +136,7 @@ def test_finetuning_a_classifier_from_a_pretraining_run(tmp_path, modality):
 
 def test_init_from_copies_the_matching_weights(tmp_path):
     pretrain(TINY, run_dir=tmp_path / "pre")
-    run = pretrain(TINY, ["model.type=flava_classifier", "model.num_classes=12", "data.task=classify",
+    run = pretrain(TINY, ["model.type=flava_classifier", "model.num_classes=12", "data.task=classify", "data.sources.shapes.two_shapes=0",
                           f"train.init_from={tmp_path / 'pre'}", "train.lr=0"], run_dir=tmp_path / "fine")  # fmt: skip
     before, after = last_weights(tmp_path / "pre"), run.model.state_dict()
     assert torch.equal(after["flava.image_encoder.pos_embed"], before["flava.image_encoder.pos_embed"])  # lr 0: untouched
@@ -147,7 +147,7 @@ def test_classification_needs_labelled_items(tmp_path):
 
     (tmp_path / "lines.txt").write_text("a red circle\n")
     with pytest.raises(DataError, match="need items with a label"):
-        pretrain(TINY, ["model.type=flava_classifier", "data.task=classify", "data.synthetic=0", f"data.text_lines={tmp_path / 'lines.txt'}"],
+        pretrain(TINY, ["model.type=flava_classifier", "data.task=classify", "~data.sources.shapes", f"data.sources.lines={{type: text_lines, path: {tmp_path / 'lines.txt'}}}"],
                  run_dir=tmp_path)  # fmt: skip
 
 
@@ -169,7 +169,7 @@ def test_activation_checkpointing_reaches_every_encoder_and_fusion(image_encoder
 
     monkeypatch.setattr(transformer, "checkpoint", torch_checkpoint.checkpoint)
     run = pretrain(TINY, [f"model.image_encoder={image_encoder}", "train.activation_checkpointing=true", "train.steps=1",
-                          "data.synthetic_held_out=0"], run_dir=tmp_path)  # fmt: skip
+                          "data.sources.shapes.held_out=0"], run_dir=tmp_path)  # fmt: skip
     image = run.model.flava.image_encoder
     assert getattr(getattr(image, "vit", None), "grad_checkpointing", None) or image.encoder.gradient_checkpointing
     assert run.model.flava.fusion.encoder.gradient_checkpointing and calls

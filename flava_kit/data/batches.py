@@ -1,35 +1,51 @@
-"""Pretraining batches: batch ``step`` of a run is a pure function of (seed, step, rank).
+"""Pretraining batches, streamed from the sources; batch ``step`` depends only on the seed, the
+step, the rank and where the sources' lanes stood, so a resumed run sees exactly the batches an
+uninterrupted one would have.
 
-So a resumed run sees exactly the batches it would have seen, DataLoader workers can build
-batches in any order, and ranks draw different data. Each batch comes from one source, chosen by
-the mixing weights (as FLAVA does); paired batches get ITM negatives (a caption swapped for
-another row's, label 0) with probability ``itm_negative_prob``.
+Each batch comes from one source, drawn by the sources' weights (as FLAVA does); paired batches
+get ITM negatives (a caption swapped for another row's, label 0) with probability
+``itm_negative_prob``. With ``W`` DataLoader workers, step ``s`` is built by the worker reading
+lane ``s mod W`` of its rank (see :class:`flava_kit.contracts.Source`), so the DataLoader's
+round-robin over workers returns the steps in order.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import torch
 
 from flava_kit.data.processor import ImageProcessor
-from flava_kit.data.sources import DataError
+from flava_kit.data.sources.base import Broken, DataError
 from flava_kit.data.tokenizer import word_starts
 
+def loader_batches(loader: Any) -> Iterator[dict[str, Any]]:
+    """Iterate a DataLoader over :class:`PretrainingBatches`; a data error raised in a worker
+    process comes back as itself, not wrapped in the worker's traceback text."""
+    try:
+        yield from loader
+    except DataError as exc:
+        message = str(exc)
+        if "Original Traceback" in message:  # torch's ExceptionWrapper: the last line is "module.DataError: message"
+            message = message.rstrip().splitlines()[-1].split("Error: ", 1)[-1]
+        raise DataError(message) from None
 
-class PretrainingBatches(torch.utils.data.Dataset):
-    """Map-style dataset of whole batches: ``batches[step]`` is the batch of that step.
 
-    ``sources`` maps names to sequences of items (``image`` and/or ``text``); ``weights`` gives
-    each source's share of batches. Broken items are skipped (and counted in ``skipped``) unless
-    ``strict``, which raises instead.
+WARNED_SKIPS = 10
+"""Skipped items warned about one by one, per lane; later ones are only counted."""
+
+
+class PretrainingBatches(torch.utils.data.IterableDataset):
+    """The batches of steps ``start .. stop - 1`` (see :meth:`window`), as dicts of tensors plus
+    ``keys`` (the items' keys) and ``data_position`` (the lane's position after this batch, and
+    its count of skipped items: what a checkpoint stores). Broken items are skipped and counted,
+    unless ``strict``, which raises the item's :class:`DataError` instead.
     """
 
     def __init__(
         self,
-        sources: Mapping[str, Sequence[dict]],
-        weights: Mapping[str, float],
+        sources: Mapping[str, Any],
         *,
         batch_size: int,
         processor: ImageProcessor,
@@ -40,31 +56,49 @@ class PretrainingBatches(torch.utils.data.Dataset):
         itm_negative_prob: float = 0.1,
         seed: int = 0,
         rank: int = 0,
-        length: int = 10**9,
+        world_size: int = 1,
         strict: bool = False,
         task: str = "pretrain",
     ):
-        empty = [name for name, source in sources.items() if len(source) == 0]
-        if empty:
-            raise DataError(f"data sources without items: {', '.join(empty)}")
-        self.names = list(sources)
-        self.sources = sources
-        self.weights = torch.tensor([float(weights.get(name, 1.0)) for name in self.names])
+        if not sources:
+            raise DataError("no data sources")
+        self.names, self.sources = list(sources), sources
+        self.weights = torch.tensor([float(getattr(source, "weight", 1.0)) for source in sources.values()])
+        if not self.weights.sum() > 0:
+            raise DataError("every data source has weight 0")
         self.batch_size, self.processor, self.tokenizer, self.text_length = batch_size, processor, tokenizer, text_length
         self.image_masking, self.text_masking = image_masking, text_masking
-        self.itm_negative_prob, self.seed, self.rank, self.length, self.strict = itm_negative_prob, seed, rank, length, strict
+        self.itm_negative_prob, self.seed, self.rank, self.world_size, self.strict = itm_negative_prob, seed, rank, world_size, strict
         self.task = task
-        self.skipped = 0
+        self.start, self.stop, self.positions = 0, 1 << 62, {}
 
-    def __len__(self) -> int:
-        return self.length
+    def window(self, start: int, stop: int, positions: Mapping[int, dict] | None = None) -> "PretrainingBatches":
+        """Build steps ``start .. stop - 1``, with lanes starting at ``positions`` (lane -> the
+        ``data_position`` of its last batch; a fresh start without)."""
+        self.start, self.stop, self.positions = start, stop, dict(positions or {})
+        return self
 
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.rank)
-        name = self.names[int(torch.multinomial(self.weights, 1, generator=generator))]
-        items = self._items(self.sources[name], generator)
-        if self.task == "classify":
-            return self._classification_batch(items)
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        lane = (self.start + worker) % workers
+        position = self.positions.get(lane, {})
+        state = {"lane": lane, "sources": dict(position.get("sources", {})), "skipped": position.get("skipped", 0)}
+        streams: dict[str, Iterator] = {}
+        for step in range(self.start + worker, self.stop, workers):
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.rank)
+            name = self.names[int(torch.multinomial(self.weights, 1, generator=generator))]
+            if name not in streams:
+                streams[name] = self.sources[name].samples(self.rank * workers + lane, self.world_size * workers, self.seed,
+                                                           state["sources"].get(name))  # fmt: skip
+            items = self._items(name, streams[name], state)
+            batch = self.classification_batch(items) if self.task == "classify" else self.pretraining_batch(items, generator)
+            batch["keys"] = [item["key"] for item in items]
+            batch["data_position"] = {"lane": lane, "sources": dict(state["sources"]), "skipped": state["skipped"]}
+            yield batch
+
+    def pretraining_batch(self, items: list[dict], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Pixels (with their codebook view) and masked patches, tokens and masked tokens, ITM labels."""
         batch: dict[str, torch.Tensor] = {}
         has_image, has_text = "image" in items[0], "text" in items[0]
         texts = [item["text"] for item in items] if has_text else None
@@ -76,7 +110,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
                 negative[:] = False
             batch["itm_labels"] = (~negative).long()
         if has_image:
-            batch.update(self.processor([item["image"] for item in items]))
+            batch.update(self.processor([item["image"] for item in items], generator=generator))
             batch["bool_masked_pos"] = self.image_masking(len(items), generator)
         if has_text:
             encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.text_length,
@@ -88,8 +122,8 @@ class PretrainingBatches(torch.utils.data.Dataset):
             batch["input_ids_masked"], batch["mlm_labels"] = self.text_masking(encoded["input_ids"], special, generator, **words)
         return batch
 
-    def _classification_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        """Images and/or texts with their ``labels`` (no masking, no negatives)."""
+    def classification_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """Images and/or texts with their ``labels`` (no masking, no negatives, no augmentation)."""
         if any(item.get("label", -1) < 0 for item in items):
             raise DataError("classification batches need items with a label (>= 0); this source has unlabelled items")
         batch = {"labels": torch.tensor([item["label"] for item in items])}
@@ -101,17 +135,24 @@ class PretrainingBatches(torch.utils.data.Dataset):
             batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
         return batch
 
-    def _items(self, source: Sequence[dict], generator: torch.Generator) -> list[dict]:
-        items = []
-        for _ in range(100 * self.batch_size):  # bounded: a source of nothing but broken items stops
-            if len(items) == self.batch_size:
-                return items
-            index = int(torch.randint(len(source), (1,), generator=generator))
+    def _items(self, name: str, stream: Iterator, state: dict) -> list[dict]:
+        """The next ``batch_size`` readable items of a source's lane, counting (or raising on) broken ones."""
+        items, source, tries = [], self.sources[name], 0
+        while len(items) < self.batch_size:
+            tries += 1
+            if tries > 100 * self.batch_size:  # bounded: a source of nothing but broken items stops
+                raise DataError(f"data.sources.{name}: could not read {self.batch_size} items in {100 * self.batch_size} tries; "
+                                "every item seems broken")  # fmt: skip
+            raw, state["sources"][name] = next(stream)
             try:
-                items.append(source[index])
+                if isinstance(raw, Broken):
+                    raise DataError(raw.message)
+                items.append(source.decode(raw))
             except DataError as exc:
                 if self.strict:
-                    raise
-                self.skipped += 1
-                warnings.warn(f"skipped a broken item ({self.skipped} so far): {exc}", stacklevel=2)
-        raise DataError(f"could not read {self.batch_size} items after {100 * self.batch_size} tries; every item seems broken")
+                    raise DataError(f"data.sources.{name}: {exc} (data.strict is on; turn it off to skip and count such items)") from exc
+                state["skipped"] += 1
+                if state["skipped"] <= WARNED_SKIPS:
+                    more = "; later ones are only counted" if state["skipped"] == WARNED_SKIPS else ""
+                    warnings.warn(f"skipped a broken item of data.sources.{name} ({state['skipped']} so far{more}): {exc}", stacklevel=2)
+        return items

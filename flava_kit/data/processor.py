@@ -2,6 +2,8 @@
 
 Both use torchvision's resize (bicubic, antialiased; Lanczos for codebook pixels), centre crop,
 rescale by 1/255 and normalise; codebook pixels are mapped into [0.1, 0.9] as DALL-E expects.
+Training augmentation (a random resized crop, a horizontal flip) is off unless asked for, so the
+default keeps HF's numbers; when on, the codebook sees the same crop as the model, as in FLAVA.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Sequence
 
 import torch
 from PIL import Image
+from torchvision.transforms import RandomResizedCrop  # v1: its get_params is public
 from torchvision.transforms.v2 import functional as tvF
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -23,12 +26,15 @@ class ImageProcessor:
     def __init__(
         self,
         image_size: int = 224,
-        codebook_size: int = 112,
+        codebook_size: int | None = 112,
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        crop_scale: tuple[float, float] | None = None,
+        flip: bool = False,
     ):
         self.image_size, self.codebook_size = image_size, codebook_size
         self.mean, self.std = list(mean), list(std)
+        self.crop_scale, self.flip = crop_scale, flip
 
     @staticmethod
     def _to_uint8(image: Image.Image | torch.Tensor) -> torch.Tensor:
@@ -51,9 +57,30 @@ class ImageProcessor:
         x = tvF.center_crop(tvF.resize(self._to_uint8(image), size, tvF.InterpolationMode.LANCZOS, antialias=True), size)
         return (1 - 2 * LOGIT_LAPLACE_EPS) * (x.float() * (1 / 255)) + LOGIT_LAPLACE_EPS
 
-    def __call__(self, images: Sequence[Image.Image | torch.Tensor], codebook: bool = True) -> dict[str, torch.Tensor]:
-        """A batch: ``pixel_values`` ``[B, 3, S, S]`` and, with ``codebook``, ``codebook_pixel_values``."""
+    def augment(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A random resized crop (area in ``crop_scale``, aspect 3/4 .. 4/3, as torchvision's) and
+        a horizontal flip with probability 1/2, drawn from ``generator``; the crop keeps its size."""
+        if self.crop_scale is not None:
+            with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG: seed it from ours
+                torch.manual_seed(int(torch.randint(1 << 62, (1,), generator=generator)))
+                top, left, height, width = RandomResizedCrop.get_params(image, list(self.crop_scale), [3 / 4, 4 / 3])
+            image = tvF.crop(image, top, left, height, width)
+        if self.flip and bool(torch.rand(1, generator=generator) < 0.5):
+            image = tvF.horizontal_flip(image)
+        return image
+
+    def __call__(self, images: Sequence[Image.Image | torch.Tensor], codebook: bool = True,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """A batch: ``pixel_values`` ``[B, 3, S, S]`` and, with ``codebook`` (and a ``codebook_size``:
+        None for models without a codebook), ``codebook_pixel_values``.
+
+        With a ``generator`` (training batches) and augmentation configured, each image is first
+        cropped and flipped once; both views are made from that one crop.
+        """
+        images = [self._to_uint8(image) for image in images]
+        if generator is not None and (self.crop_scale is not None or self.flip):
+            images = [self.augment(image, generator) for image in images]
         out = {"pixel_values": torch.stack([self.pixels(image) for image in images])}
-        if codebook:
+        if codebook and self.codebook_size is not None:
             out["codebook_pixel_values"] = torch.stack([self.codebook_pixels(image) for image in images])
         return out

@@ -11,14 +11,12 @@ from flava_kit.errors import FlavaKitError
 
 
 def read_items(images: str | None = None, manifest: str | None = None, texts: str | None = None) -> tuple[list[str], list[Any] | None, list[str] | None, int]:
-    """(keys, images or None, texts or None, skipped) from exactly one of the three; unreadable
-    items are skipped and counted."""
+    """(keys, images or None, texts or None, skipped) from exactly one of the three, keyed as the
+    sources key them (the file's relative path, ``manifest:line``, ``file:line``); unreadable items
+    are skipped and counted."""
     if sum(x is not None for x in (images, manifest, texts)) != 1:
         raise FlavaKitError("give exactly one of: an image folder, a manifest, a text file")
-    if texts is not None:
-        lines = TextLines(texts)
-        return [f"line {i + 1}" for i in range(len(lines))], None, [lines[i]["text"] for i in range(len(lines))], 0
-    source = ImageFolder(images) if images is not None else ImageTextManifest(manifest)
+    source = TextLines(texts) if texts is not None else ImageFolder(images) if images is not None else ImageTextManifest(manifest)
     keys, pictures, captions, skipped = [], [], [], 0
     for index in range(len(source)):
         try:
@@ -26,15 +24,14 @@ def read_items(images: str | None = None, manifest: str | None = None, texts: st
         except DataError:
             skipped += 1
             continue
-        if images is not None:
-            keys.append(str(source.files[index].relative_to(source.root)))
-        else:
-            keys.append(f"{Path(manifest).name}:{source.rows[index][0]}")
+        keys.append(item["key"])
+        if "image" in item:
+            pictures.append(item["image"])
+        if "text" in item:
             captions.append(item["text"])
-        pictures.append(item["image"])
     if not keys:
-        raise FlavaKitError(f"{images or manifest}: no readable item ({skipped} unreadable)")
-    return keys, pictures, (captions if manifest is not None else None), skipped
+        raise FlavaKitError(f"{images or manifest or texts}: no readable item ({skipped} unreadable)")
+    return keys, (pictures if images is not None or manifest is not None else None), (captions if texts is not None or manifest is not None else None), skipped
 
 
 def read_labelled(path: str) -> tuple[list[str], list[Any], list[int], list[str]]:
@@ -45,9 +42,8 @@ def read_labelled(path: str) -> tuple[list[str], list[Any], list[int], list[str]
     root = Path(path)
     if root.is_dir():
         folder = LabelledImageFolder(root)
-        keys = [str(file.relative_to(root)) for file, _ in folder.files]
         items = [folder[i] for i in range(len(folder))]
-        return keys, [item["image"] for item in items], [item["label"] for item in items], folder.class_names
+        return [item["key"] for item in items], [item["image"] for item in items], [item["label"] for item in items], folder.class_names
     names_file = root.parent / "classnames.txt"
     listed = [line.strip() for line in names_file.read_text().splitlines() if line.strip()] if names_file.is_file() else None
     keys, images, labels = [], [], []
@@ -58,7 +54,7 @@ def read_labelled(path: str) -> tuple[list[str], list[Any], list[int], list[str]
         item = manifest[index]
         if "label" not in item or not 0 <= item["label"] < len(listed):
             raise FlavaKitError(f"{root}:{manifest.rows[index][0]}: label {item.get('label')} is not one of the {len(listed)} classes")
-        keys.append(f"{root.name}:{manifest.rows[index][0]}")
+        keys.append(item["key"])
         images.append(item["image"])
         labels.append(item["label"])
     return keys, images, labels, listed

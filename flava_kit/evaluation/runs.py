@@ -20,7 +20,8 @@ def load_run(path: str) -> tuple[Any, Any, Any]:
     if checkpoint is None:
         raise FlavaKitError(f"{run}: no checkpoint to evaluate (expected {run / 'checkpoints'})")
     recipe = load_recipe(checkpoint / "recipe.yaml")
-    model, data = build(recipe), build_section(recipe, "data")
+    model = build(recipe)
+    data = build_section(recipe, "data").follow(model)
     load_weights(checkpoint, model)
     model.to(resolve_device(build_section(recipe, "train").device))  # the run's train.device
     # The tokenizer the run saved, rather than building (and re-saving) it again.

@@ -1,4 +1,4 @@
-"""Training checkpoints: weights (safetensors), optimizer/scheduler/RNG state, and the resolved recipe.
+"""Training checkpoints: weights (safetensors), optimizer/scheduler/RNG state, the data position, and the resolved recipe.
 
 Each checkpoint is written into a temporary directory, fsynced (files and directory), and renamed
 into place, and the ``latest`` pointer is replaced the same way: a crash or power loss mid-save
@@ -21,10 +21,12 @@ from flava_kit.errors import CheckpointError
 WEIGHTS, STATE, RECIPE, LATEST = "model.safetensors", "trainer_state.pt", "recipe.yaml", "latest"
 
 
-def save_checkpoint(run_dir: Path, step: int, weights: dict, optimizer_state: dict, scheduler: Any, recipe: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, weights: dict, optimizer_state: dict, scheduler: Any, recipe: dict, keep: int,
+                    data: dict | None = None) -> Path:  # fmt: skip
     """Write ``run_dir/checkpoints/step-NNNNNNNN`` atomically and keep only the newest ``keep``.
 
-    ``weights`` and ``optimizer_state`` are full (unsharded) state dicts.
+    ``weights`` and ``optimizer_state`` are full (unsharded) state dicts; ``data`` is the data
+    pipeline's position (see :class:`~flava_kit.train.data_state.DataState`).
     """
     root = Path(run_dir) / "checkpoints"
     final, temporary = root / f"step-{step:08d}", root / f".step-{step:08d}.tmp"
@@ -32,7 +34,7 @@ def save_checkpoint(run_dir: Path, step: int, weights: dict, optimizer_state: di
     temporary.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, temporary / WEIGHTS)
     torch.save({"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
+                "rng": torch.get_rng_state(), "data": data,
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}, temporary / STATE)  # fmt: skip
     (temporary / RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
     for name in (WEIGHTS, STATE, RECIPE, "."):  # on disk before the rename publishes them
@@ -82,7 +84,7 @@ def read_state(path: Path) -> dict:
     try:
         state = torch.load(Path(path) / STATE, map_location="cpu", weights_only=True)
         return {"step": int(state["step"]), "optimizer": state["optimizer"], "scheduler": state["scheduler"], "rng": state["rng"],
-                "cuda_rng": state.get("cuda_rng", [])}  # fmt: skip
+                "cuda_rng": state.get("cuda_rng", []), "data": state.get("data")}  # fmt: skip
     except Exception as exc:
         raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
 

@@ -8,50 +8,64 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from flava_kit.constraints import Probability, Size, Steps
-from flava_kit.contracts import ImageMasking, MetricLogger, TextMasking
+from flava_kit.contracts import ImageMasking, MetricLogger, Source, TextMasking
 
 
 class DataConfig:
     """Where pretraining batches come from, and how they are processed and masked.
 
-    ``task: classify`` makes labelled batches for fine-tuning a classifier instead (items need a
-    ``label``: the synthetic dataset's one-shape images, or a manifest's ``label`` field).
+    ``sources`` names the data sources (registry kind ``source``, see
+    :class:`flava_kit.contracts.Source`): ``{laion: {type: webdataset, urls: ..., weight: 3},
+    wiki: {type: text_lines, path: ...}}``. Each batch comes from one source, drawn by the sources'
+    ``weight``. ``task: classify`` makes labelled batches for fine-tuning a classifier instead.
 
-    Sources (any mix; each batch comes from one, drawn by ``weights``, default equal):
-    ``synthetic`` pairs of the embedded shapes dataset, a ``manifest`` of image-text pairs
-    (JSONL or CSV), an ``image_folder`` (image-only batches: MIM), ``text_lines`` (text-only: MLM),
-    a ``labelled_folder`` (one subfolder per class: labelled images, for an image classifier).
-    ``tokenizer`` is a local tokenizer directory; without one, a tokenizer is built from the
-    synthetic dataset's vocabulary. Broken items are skipped with a warning unless ``strict``.
+    Settings that follow from the model are taken from it unless set (and ``flava-kit validate``
+    rejects a mismatch): ``image_size`` (the image encoder's), ``codebook_size`` (the codebook's
+    input size; none without a codebook), ``text_length`` (the text encoder's position limit). ``tokenizer`` is a local
+    tokenizer directory; without one, a tokenizer is built from the synthetic dataset's
+    vocabulary. ``crop_scale`` (e.g. ``[0.9, 1.0]``) and ``flip`` turn on training augmentation
+    (off by default, so pixels match HF's processor). ``workers`` DataLoader processes read the
+    sources in parallel; broken items are skipped and counted unless ``strict``.
     """
 
     @staticmethod
     def recipe_checks(node: dict, path: tuple, recipe: dict):
-        """Texts must fit the text encoder's position embeddings (see :data:`flava_kit.contracts.RecipeChecks`)."""
-        text = recipe.get("model", {}).get("text_encoder") or {}
+        """Settings taken from the model must agree with it where a recipe sets them anyway."""
+        model = recipe.get("model", {})
+        image, text, codebook = (model.get(slot) or {} for slot in ("image_encoder", "text_encoder", "codebook"))
+        for key, other, value, what in (
+            ("image_size", "model.image_encoder.image_size", image.get("image_size"), "the image encoder's input size"),
+            ("codebook_size", "model.codebook.input_size", codebook.get("input_size"), "the codebook's input size"),
+        ):
+            if node.get(key) is not None and isinstance(value, int) and node[key] != value:
+                yield (path + (key,), f"{node[key]} differs from {other} {value} ({what})", f"remove data.{key}: it follows the model")
         limit = text.get("max_position_embeddings")
-        if isinstance(limit, int) and node["text_length"] > limit:
+        if node.get("text_length") is not None and isinstance(limit, int) and node["text_length"] > limit:
             yield (path + ("text_length",), f"{node['text_length']} tokens exceed model.text_encoder.max_position_embeddings {limit}",
                    f"set data.text_length to {limit} or less")  # fmt: skip
+        vocab = text.get("vocab_size")
+        if node.get("tokenizer") and isinstance(vocab, int) and Path(node["tokenizer"]).is_dir():
+            from flava_kit.data.tokenizer import load_tokenizer
+
+            size = len(load_tokenizer(node["tokenizer"]))
+            if size > vocab:
+                yield (path + ("tokenizer",), f"{size} tokens do not fit model.text_encoder.vocab_size {vocab}",
+                       f"set model.text_encoder.vocab_size={size} or more")  # fmt: skip
 
     def __init__(
         self,
         image_masking: ImageMasking | None = None,
         text_masking: TextMasking | None = None,
+        sources: dict[str, Source] | None = None,
         *,
         task: Literal["pretrain", "classify"] = "pretrain",
-        synthetic: Annotated[int, Field(ge=0)] = 0,
-        synthetic_held_out: Annotated[int, Field(ge=0)] = 600,
-        manifest: str | None = None,
-        image_folder: str | None = None,
-        labelled_folder: str | None = None,
-        text_lines: str | None = None,
-        weights: dict[str, float] | None = None,
         tokenizer: str | None = None,
         batch_size: Steps = 32,
-        text_length: Size = 16,
-        image_size: Size = 224,
-        codebook_size: Size = 112,
+        text_length: Size | None = None,
+        image_size: Size | None = None,
+        codebook_size: Size | None = None,
+        crop_scale: tuple[Probability, Probability] | None = None,
+        flip: bool = False,
         itm_negative_prob: Probability = 0.1,
         workers: Annotated[int, Field(ge=0, le=256)] = 0,
         strict: bool = False,
@@ -60,44 +74,34 @@ class DataConfig:
         self.image_masking, self.text_masking, self.task = image_masking, text_masking, task
         if task == "pretrain" and (image_masking is None or text_masking is None):
             raise ValueError("pretraining needs image_masking and text_masking (e.g. {type: block} and {type: mlm})")
-        self.synthetic, self.synthetic_held_out = synthetic, synthetic_held_out
-        self.manifest, self.image_folder, self.text_lines = manifest, image_folder, text_lines
-        self.labelled_folder = labelled_folder
-        self.weights, self.tokenizer_path = dict(weights or {}), tokenizer
+        if not sources:
+            raise ValueError("no data: name at least one source, e.g. sources: {shapes: {type: synthetic}}")
+        if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1]:
+            raise ValueError(f"crop_scale {list(crop_scale)}: expected [low, high] with 0 < low <= high <= 1")
+        self.sources, self.tokenizer_path = dict(sources), tokenizer
         self.batch_size, self.text_length, self.image_size, self.codebook_size = batch_size, text_length, image_size, codebook_size
+        self.crop_scale, self.flip = crop_scale, flip
         self.itm_negative_prob, self.workers, self.strict, self.seed = itm_negative_prob, workers, strict, seed
-        if not (synthetic or manifest or image_folder or text_lines or labelled_folder):
-            raise ValueError("no data: set synthetic (a number of pairs), manifest, image_folder, labelled_folder or text_lines")
-        unknown = set(self.weights) - {"synthetic", "manifest", "image_folder", "labelled_folder", "text_lines"}
-        if unknown:
-            raise ValueError(f"weights: unknown sources {sorted(unknown)}; sources are synthetic, manifest, image_folder, labelled_folder, text_lines")
 
-    def sources(self) -> dict[str, Any]:
-        """The configured sources by name."""
-        from flava_kit.data.sources import ImageFolder, ImageTextManifest, LabelledImageFolder, TextLines
-        from flava_kit.data.synthetic import SyntheticShapes
-
-        sources: dict[str, Any] = {}
-        if self.synthetic:  # classification needs labels: one shape per image
-            two_shapes = 0.0 if self.task == "classify" else 0.25
-            sources["synthetic"] = SyntheticShapes(self.synthetic, self.image_size, seed=self.seed, two_shapes=two_shapes)
-        if self.manifest:
-            sources["manifest"] = ImageTextManifest(self.manifest)
-        if self.image_folder:
-            sources["image_folder"] = ImageFolder(self.image_folder)
-        if self.labelled_folder:
-            sources["labelled_folder"] = LabelledImageFolder(self.labelled_folder)
-        if self.text_lines:
-            sources["text_lines"] = TextLines(self.text_lines)
-        return sources
+    def follow(self, model: Any) -> "DataConfig":
+        """Take the settings left unset from ``model`` (its image encoder, codebook and text encoder)."""
+        flava = getattr(model, "flava", model)
+        image, text = getattr(flava, "image_encoder", None), getattr(flava, "text_encoder", None)
+        codebook = getattr(model, "codebook", None)
+        if self.image_size is None:
+            self.image_size = getattr(image, "image_size", None) or 224
+        if self.codebook_size is None:  # a model without a codebook needs no codebook pixels: None stays
+            self.codebook_size = getattr(codebook, "input_size", None)
+        if self.text_length is None:
+            self.text_length = getattr(text, "max_position_embeddings", None) or 77
+        return self
 
     def held_out(self) -> Any | None:
-        """A held-out synthetic set (another seed) for zero-shot evaluation, when training on synthetic data."""
-        from flava_kit.data.synthetic import SyntheticShapes
-
-        if not (self.synthetic and self.synthetic_held_out):
-            return None
-        return SyntheticShapes(self.synthetic_held_out, self.image_size, seed=self.seed + 10_007, two_shapes=0.0)
+        """The held-out images of the first synthetic source that has them (for zero-shot evaluation), or None."""
+        for source in self.sources.values():
+            if hasattr(source, "held_out") and source.held_out() is not None:
+                return source.held_out()
+        return None
 
     def tokenizer(self, directory: str | Path | None) -> Any:
         """The local tokenizer, or one built from the synthetic vocabulary (saved in ``directory`` if given)."""
@@ -108,19 +112,24 @@ class DataConfig:
             return load_tokenizer(self.tokenizer_path)
         return tokenizer_from_words(vocabulary(), directory)
 
-    def processor(self) -> Any:
+    def processor(self, augment: bool = False) -> Any:
+        """The image processor at the model's sizes (call :meth:`follow` first); with ``augment``, the recipe's augmentation."""
         from flava_kit.data.processor import ImageProcessor
 
-        return ImageProcessor(self.image_size, self.codebook_size)
+        if self.image_size is None:
+            raise ValueError("data.image_size is unset: call DataConfig.follow(model) first")
+        extra = {"crop_scale": self.crop_scale, "flip": self.flip} if augment else {}
+        return ImageProcessor(self.image_size, self.codebook_size, **extra)
 
-    def batches(self, tokenizer: Any, rank: int = 0, length: int = 10**9) -> Any:
-        """The run's batches, indexed by step (see :class:`~flava_kit.data.batches.PretrainingBatches`)."""
+    def batches(self, tokenizer: Any, rank: int = 0, world_size: int = 1) -> Any:
+        """The run's batches (see :class:`~flava_kit.data.batches.PretrainingBatches`)."""
         from flava_kit.data.batches import PretrainingBatches
 
         return PretrainingBatches(
-            self.sources(), self.weights, batch_size=self.batch_size, processor=self.processor(), tokenizer=tokenizer,
+            self.sources, batch_size=self.batch_size, processor=self.processor(augment=True), tokenizer=tokenizer,
             text_length=self.text_length, image_masking=self.image_masking, text_masking=self.text_masking,
-            itm_negative_prob=self.itm_negative_prob, seed=self.seed, rank=rank, length=length, strict=self.strict, task=self.task,
+            itm_negative_prob=self.itm_negative_prob, seed=self.seed, rank=rank, world_size=world_size, strict=self.strict,
+            task=self.task,
         )  # fmt: skip
 
 
@@ -138,6 +147,7 @@ class TrainConfig:
     or checkpoint) starts from its weights where names and shapes match, e.g. a classifier from a
     pretraining run. Under ``torchrun`` the model is replicated (DDP), or sharded with ``fsdp``
     (FSDP2; checkpoints stay whole). ``loggers`` defaults to ``{csv: {type: csv}}``.
+    ``record_keys`` writes the keys of every step's items to ``samples/rank-R.jsonl``.
     """
 
     @staticmethod
@@ -175,6 +185,7 @@ class TrainConfig:
         threads: Steps | None = None,
         init_from: str | None = None,
         fsdp: bool = False,
+        record_keys: bool = False,
         loggers: dict[str, MetricLogger] | None = None,
     ):
         self.steps, self.lr, self.weight_decay, self.warmup_steps, self.betas = steps, lr, weight_decay, warmup_steps, tuple(betas)
@@ -182,7 +193,7 @@ class TrainConfig:
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
         self.device, self.precision, self.compile = device, precision, compile
         self.activation_checkpointing, self.threads = activation_checkpointing, threads
-        self.init_from, self.fsdp = init_from, fsdp
+        self.init_from, self.fsdp, self.record_keys = init_from, fsdp, record_keys
         if loggers is None:
             from flava_kit.train.loggers import CsvLogger
 

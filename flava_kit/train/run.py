@@ -43,7 +43,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
 
     recipe = load_recipe(source, overrides)
     if "data" not in recipe.data:
-        raise RecipeError(Problem("data", "pretraining needs a 'data' section", expected="data: {synthetic: ..., image_masking: ..., text_masking: ...}"))
+        raise RecipeError(Problem("data", "pretraining needs a 'data' section", expected="data: {sources: {...}, image_masking: ..., text_masking: ...}"))
     data, train = build_section(recipe, "data"), build_section(recipe, "train")
     device = resolve_device(train.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -51,6 +51,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
     model = build(recipe)
+    data.follow(model)
     run_dir = Path(run_dir)
     tokenizer = data.tokenizer(run_dir / "tokenizer" if rank == 0 else None)  # one writer under torchrun
     text_vocab = model.flava.text_encoder.vocab_size
@@ -64,14 +65,15 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
         if rank == 0:
             print(f"init_from {train.init_from}: {len(untouched)} model tensors kept their initial values "
                   f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
-    trainer = Trainer(model, train, data.batches(tokenizer, rank), run_dir, recipe.data, workers=data.workers, device=device)
+    world_size = dist.get_world_size() if dist.is_initialized() else 1
+    trainer = Trainer(model, train, data.batches(tokenizer, rank, world_size), run_dir, recipe.data, workers=data.workers, device=device)
     step = trainer.fit(resume=resume, stop_after=stop_after)
     if train.fsdp:  # gather the shards (every rank takes part); rank 0 gets, evaluates and returns a whole model
         weights = trainer.full_state_dict()
         if rank == 0:
             model = build(recipe)
             model.load_state_dict(weights)
-    run = PretrainRun(model, run_dir, step, trainer.batches.skipped)
+    run = PretrainRun(model, run_dir, step, trainer.skipped_items())
     held_out = data.held_out()
     if held_out is not None and step == train.steps and rank == 0:
         items = [held_out[i] for i in range(len(held_out))]

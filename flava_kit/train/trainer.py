@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import signal
 import threading
@@ -14,9 +15,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from flava_kit.data.batches import loader_batches
 from flava_kit.errors import CheckpointError
 from flava_kit.train.checkpoint import latest_checkpoint, load_weights, read_state, read_weights, save_checkpoint
 from flava_kit.train.config import TrainConfig
+from flava_kit.train.data_state import DataState, KeyRecorder
 from flava_kit.train.device import autocast, grad_scaler, peak_memory_mib, to_device
 from flava_kit.train.fsdp import shard
 
@@ -27,7 +30,7 @@ def loss_columns(model: torch.nn.Module) -> list[str]:
     return ["step", "lr", "loss", *getattr(model, "loss_names", [])]
 
 
-SYSTEM_METRICS = ["samples_per_s", "data_wait_s", "compute_s", "data_wait_share", "peak_memory_mib"]
+SYSTEM_METRICS = ["samples_per_s", "data_wait_s", "compute_s", "data_wait_share", "peak_memory_mib", "skipped_items"]
 
 
 class _Losses(torch.nn.Module):
@@ -48,10 +51,11 @@ class _Window:
     def __init__(self):
         self.data_wait, self.compute, self.samples = 0.0, 0.0, 0
 
-    def report(self, device: torch.device) -> dict[str, float]:
-        """Throughput, data-wait and compute time (and the wait's share), peak memory."""
+    def report(self, device: torch.device, skipped: int) -> dict[str, float]:
+        """Throughput, data-wait and compute time (and the wait's share), peak memory, items skipped so far."""
         total = self.data_wait + self.compute
         return {
+            "skipped_items": skipped,
             "samples_per_s": self.samples / total if total else 0.0,
             "data_wait_s": self.data_wait,
             "compute_s": self.compute,
@@ -96,6 +100,7 @@ class Trainer:
         self.device = torch.device(device)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
+        self.data_state = DataState(workers, self.rank, dist.get_world_size() if self.distributed else 1)
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.activation_checkpointing:  # every encoder and fusion (validation rejects parts that cannot)
@@ -135,10 +140,14 @@ class Trainer:
             start = self._restore(checkpoint)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         first, last = start * cfg.accumulation, cfg.steps * cfg.accumulation
+        batches = self.batches.window(first, last, self.data_state.lanes)
         # Its own generator: a DataLoader iterator otherwise draws its seed from the global RNG,
         # which dropout uses, and a resumed run would then see other dropout masks.
-        loader = iter(torch.utils.data.DataLoader(self.batches, batch_size=None, sampler=range(first, last), num_workers=self.workers,
-                                                  generator=torch.Generator(), pin_memory=self.device.type == "cuda" and self.workers > 0))  # fmt: skip
+        loader = loader_batches(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.workers, generator=torch.Generator(),
+                                                            pin_memory=self.device.type == "cuda" and self.workers > 0))  # fmt: skip
+        if first < last:  # the first batch before the progress bar: a data error at the start is the only output
+            loader = itertools.chain([next(loader)], loader)
+        self.keys = KeyRecorder(self.run_dir, self.rank, start) if cfg.record_keys else None
         for logger in self.loggers.values():
             logger.start(self.run_dir, start, self.columns)  # forgets what a crashed run logged after ``start``
         previous = signal.signal(signal.SIGTERM, self._request_stop) if threading.current_thread() is threading.main_thread() else None
@@ -146,11 +155,11 @@ class Trainer:
         step, window = start, _Window()
         try:
             for step in range(start + 1, cfg.steps + 1):
-                row = self._step(loader, window)
+                row = self._step(loader, window, step)
                 row["lr"] = self.scheduler.get_last_lr()[0]
                 self.scheduler.step()
                 report = step % cfg.log_every == 0 or step == start + 1
-                system = window.report(self.device) if report else None
+                system = window.report(self.device, self.data_state.skipped) if report else None
                 for logger in self.loggers.values():
                     logger.log(step, row)
                     if system is not None:
@@ -170,6 +179,8 @@ class Trainer:
                 signal.signal(signal.SIGTERM, previous)
             for logger in self.loggers.values():
                 logger.close()
+            if self.keys is not None:
+                self.keys.close()
         if self.rank == 0 and step == cfg.steps and (self.run_dir / "losses.csv").exists():
             plot_losses(self.run_dir / "losses.csv", self.run_dir / "losses.png", self.columns["train"][2:-1])
         return step
@@ -185,13 +196,22 @@ class Trainer:
             self.stop_requested = bool(flag.item())
         return self.stop_requested
 
-    def _step(self, loader, window: _Window) -> dict[str, float]:
+    def skipped_items(self) -> int:
+        """Broken items this rank's data pipeline skipped over the run."""
+        return self.data_state.skipped
+
+    def _step(self, loader, window: _Window, step: int) -> dict[str, float]:
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for _ in range(cfg.accumulation):
             waited = time.perf_counter()
-            batch = to_device(next(loader), self.device)
+            batch = next(loader)
+            keys = batch.pop("keys")
+            self.data_state.update(batch.pop("data_position"))
+            if self.keys is not None:
+                self.keys.record(step, keys)
+            batch = to_device(batch, self.device)
             started = time.perf_counter()
             window.data_wait += started - waited
             window.samples += next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
@@ -227,6 +247,7 @@ class Trainer:
 
     def _checkpoint(self, step: int) -> None:
         weights = self.full_state_dict()
+        data = self.data_state.gather()  # every rank's lanes (a collective)
         if self.config.fsdp:  # gathering the shards is a collective: every rank takes part
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
@@ -234,7 +255,7 @@ class Trainer:
         else:
             optimizer_state = self.optimizer.state_dict()
         if self.rank == 0:
-            save_checkpoint(self.run_dir, step, weights, optimizer_state, self.scheduler, self.recipe, self.config.keep_checkpoints)
+            save_checkpoint(self.run_dir, step, weights, optimizer_state, self.scheduler, self.recipe, self.config.keep_checkpoints, data)
         if self.distributed:
             dist.barrier()
 
@@ -252,6 +273,7 @@ class Trainer:
             load_weights(checkpoint, self.module)
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.data_state.restore(state["data"], checkpoint)
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] and torch.cuda.is_available():  # dropout on the GPU draws from these
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -1,0 +1,107 @@
+"""``webdataset``: tar shards in img2dataset's layout, read with the ``webdataset`` package.
+
+A sample is the files of one key in a shard: ``KEY.jpg`` (or ``.jpeg``, ``.png``, ``.webp``),
+``KEY.txt`` (the caption), optionally ``KEY.json`` (metadata, unused) and ``KEY.cls`` (an integer
+label). Shards are local paths, URLs webdataset opens, or ``pipe:COMMAND`` (the command's stdout is
+the tar: remote storage through ``aws s3 cp ... -``, ``curl``, ``gsutil cat``, without flava_kit
+knowing about it); a brace pattern (``shards/{00000..00099}.tar``) expands to many.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Iterator
+
+from pydantic import Field
+
+from flava_kit.constraints import Weight
+from flava_kit.data.sources.base import Broken, DataError, open_image
+from flava_kit.data.sources.sharded import ShardedSource
+from flava_kit.registry import register
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+def expand_shards(urls: str | list[str]) -> list[str]:
+    """A list of shard URLs from a brace pattern, ``::``-separated patterns, or a list of either."""
+    from webdataset.shardlists import expand_urls
+
+    patterns = [urls] if isinstance(urls, str) else list(urls)
+    return [url for pattern in patterns for url in expand_urls(pattern)]
+
+
+def epoch_size(shards: list[str]) -> int | None:
+    """Samples per epoch from a ``sizes.json`` (``{shard file name: count}``, as open_clip reads it)
+    or a ``_info.json`` (``{"shardlist": [{"url", "nsamples"}]}`` or ``{"total_size"}``) beside
+    local shards; None when neither is there."""
+    if not shards or shards[0].startswith("pipe:") or "://" in shards[0]:
+        return None
+    folder = Path(shards[0]).parent
+    if (folder / "sizes.json").is_file():
+        sizes = json.loads((folder / "sizes.json").read_text())
+        return sum(int(sizes.get(Path(s).name, 0)) for s in shards)
+    if (folder / "_info.json").is_file():
+        info = json.loads((folder / "_info.json").read_text())
+        if "shardlist" in info:
+            sizes = {Path(entry["url"]).name: int(entry["nsamples"]) for entry in info["shardlist"]}
+            return sum(sizes.get(Path(s).name, 0) for s in shards)
+        return int(info["total_size"]) if "total_size" in info else None
+    return None
+
+
+@register("source", "webdataset")
+class WebDatasetSource(ShardedSource):
+    """Image-text pairs from webdataset tar shards (img2dataset's layout), streamed.
+
+    ``urls``: a brace pattern, a list of them, or ``pipe:`` commands. ``shuffle``: the sample
+    shuffle buffer (0: shard order); ``shard_shuffle``: a new shard order every epoch;
+    ``resampled``: draw shards with replacement, forever. A corrupt image, a sample without its
+    caption or image, or an unreadable shard is skipped and counted; with ``data.strict`` it stops
+    the run, naming the shard and key. Items are keyed by img2dataset's ``__key__``.
+    """
+
+    def __init__(self, urls: str | list[str], *, shuffle: Annotated[int, Field(ge=0, le=1 << 20)] = 1000, shard_shuffle: bool = True,
+                 resampled: bool = False, weight: Weight = 1.0):  # fmt: skip
+        self.shards = expand_shards(urls)
+        if not self.shards:
+            raise DataError(f"webdataset: '{urls}' names no shard")
+        local = [s for s in self.shards if not (s.startswith("pipe:") or "://" in s)]
+        missing = [s for s in local if not Path(s).is_file()]
+        if missing:
+            raise DataError(f"webdataset: {len(missing)} of {len(self.shards)} shards not found, e.g. {missing[0]}")
+        self.shuffle, self.shard_shuffle, self.resampled, self.weight = shuffle, shard_shuffle, resampled, weight
+        self.size = epoch_size(self.shards)
+
+    def __len__(self) -> int:
+        if self.size is None:
+            raise TypeError("this webdataset has no sizes.json or _info.json: its epoch size is unknown")
+        return self.size
+
+    def read_shard(self, shard: str) -> Iterator[Any]:
+        """The shard's samples (dicts of file bytes by extension), or a :class:`Broken` where it breaks."""
+        from webdataset.tariterators import tarfile_samples
+
+        errors: list[Exception] = []
+
+        def keep_going(exc: Exception) -> bool:  # webdataset's handler: note it, end this shard
+            errors.append(exc)
+            return True
+
+        for sample in tarfile_samples([{"url": shard}], handler=keep_going):
+            yield sample
+        if errors:  # one broken shard is one skip, however many times webdataset reported it
+            yield Broken(f"{shard}: unreadable shard ({type(errors[0]).__name__}: {errors[0]})")
+
+    def decode(self, raw: dict) -> dict:
+        """An item: ``key``, ``image``, ``text`` (and ``label`` from ``KEY.cls``)."""
+        key, where = raw["__key__"], f"{raw.get('__url__', '?')} key {raw['__key__']}"
+        image = next((raw[ext] for ext in IMAGE_EXTENSIONS if ext in raw), None)
+        if image is None:
+            raise DataError(f"{where}: no image (.{', .'.join(IMAGE_EXTENSIONS)})")
+        if "txt" not in raw:
+            raise DataError(f"{where}: no caption (.txt)")
+        item = {"key": key, "image": open_image(image, where), "text": raw["txt"].decode("utf-8", errors="replace").strip()}
+        if "cls" in raw:
+            item["label"] = int(raw["cls"])
+        return item
