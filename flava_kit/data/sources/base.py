@@ -31,7 +31,8 @@ def open_image(data: str | Path | bytes, where: str) -> Image.Image:
     """An RGB PIL image from a path or encoded bytes, or a :class:`DataError` naming ``where``."""
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
-            return image.convert("RGB")
+            image.load()  # decode now, inside the try: a truncated file fails here, naming itself
+            return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{where}: unreadable image ({exc})") from exc
 
