@@ -187,11 +187,12 @@ def cmd_data(args: argparse.Namespace) -> None:
             size = "unknown (streamed)"
         table.add_row(name, recipe.data["data"]["sources"][name]["type"], size, f"{getattr(source, 'weight', 1.0):g}")
     out.print(table)
-    result = loader_throughput(data, data.tokenizer(None), args.batches)
+    tokenizer = data.tokenizer(None)
+    result = loader_throughput(data, tokenizer, args.batches)
     image_encoder = getattr(getattr(model, "flava", model), "image_encoder", None)
     grid = tuple(getattr(image_encoder, "grid_size", (1, 1)))
     processor = data.processor()
-    draw_batch(result["batch"], data.tokenizer(None), args.out, processor.mean, processor.std, grid)
+    draw_batch(result["batch"], tokenizer, args.out, processor.mean, processor.std, grid)
     out.print(f"{result['samples_per_s']:.1f} samples/s over {args.batches} batches of {data.batch_size} "
               f"({data.workers} workers); {result['skipped_items']} broken items skipped", markup=False)  # fmt: skip
     out.print(f"one batch drawn: {args.out}", markup=False)

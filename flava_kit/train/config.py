@@ -98,10 +98,8 @@ class DataConfig:
 
     def held_out(self) -> Any | None:
         """The held-out images of the first synthetic source that has them (for zero-shot evaluation), or None."""
-        for source in self.sources.values():
-            if hasattr(source, "held_out") and source.held_out() is not None:
-                return source.held_out()
-        return None
+        held_out = (source.held_out() for source in self.sources.values() if hasattr(source, "held_out"))
+        return next((images for images in held_out if images is not None), None)
 
     def tokenizer(self, directory: str | Path | None) -> Any:
         """The local tokenizer, or one built from the synthetic vocabulary (saved in ``directory`` if given)."""
