@@ -69,7 +69,7 @@ def batch(size: int, text_length: int = 77) -> dict:
     return {
         "pixel_values": torch.randn(size, 3, 224, 224, generator=generator),
         "codebook_pixel_values": torch.rand(size, 3, 112, 112, generator=generator) * 0.8 + 0.1,
-        "bool_masked_pos": BlockMasking()(size, generator),
+        "bool_masked_pos": BlockMasking(grid=14)(size, generator),
         "input_ids": ids,
         "input_ids_masked": masked_ids,
         "mlm_labels": labels,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
@@ -19,7 +22,9 @@ class FlavaViT(nn.Module):
     """FLAVA's ViT image encoder (HF ``FlavaImageModel``), with a mask token for MIM.
 
     Images of another size than ``image_size`` (a multiple of ``patch_size``) get bicubically
-    interpolated position embeddings, as HF's ``interpolate_pos_encoding``.
+    interpolated position embeddings, as HF's ``interpolate_pos_encoding``. ``token_init_std`` > 0
+    draws [CLS], the mask token and the position embeddings from a truncated normal instead of
+    HF's zeros (for training from scratch; see :func:`~flava_kit.layers.init.flava_init_`).
     """
 
     @staticmethod
@@ -42,6 +47,7 @@ class FlavaViT(nn.Module):
         dropout: Probability = 0.0,
         attention_dropout: Probability = 0.0,
         gradient_checkpointing: bool = False,
+        token_init_std: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
     ):
         super().__init__()
         if image_size % patch_size:
@@ -61,7 +67,7 @@ class FlavaViT(nn.Module):
             num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
             qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
-        flava_init_(self, zeros=(self.cls_token, self.mask_token, self.pos_embed))  # as HF's FlavaImageEmbeddings
+        flava_init_(self, zeros=(self.cls_token, self.mask_token, self.pos_embed), token_std=token_init_std)  # as HF's FlavaImageEmbeddings
 
     def position_embeddings(self, grid: tuple[int, int]) -> torch.Tensor:
         """Position embeddings for a ``grid`` of patches, interpolated when it is not the native one."""

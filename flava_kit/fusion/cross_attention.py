@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
@@ -20,7 +23,8 @@ class CrossAttentionFusion(nn.Module):
 
     [CLS_M] leads the text stream. The output is laid out as FLAVA's concat fusion's,
     ``[CLS_M, image..., text...]``, so heads and losses work with either fusion. Attention cost
-    grows with ``Li * Lt`` instead of ``(Li + Lt)^2``.
+    grows with ``Li * Lt`` instead of ``(Li + Lt)^2``. ``token_init_std`` > 0 draws [CLS_M] from a
+    truncated normal instead of zeros (see :func:`~flava_kit.layers.init.flava_init_`).
     """
 
     @staticmethod
@@ -39,6 +43,7 @@ class CrossAttentionFusion(nn.Module):
         dropout: Probability = 0.0,
         attention_dropout: Probability = 0.0,
         gradient_checkpointing: bool = False,
+        token_init_std: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
     ):
         super().__init__()
         self.hidden_size = hidden_size
@@ -49,7 +54,7 @@ class CrossAttentionFusion(nn.Module):
         self.text_layers = nn.ModuleList(CrossAttentionLayer(*args) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.pooler = Pooler(hidden_size)
-        flava_init_(self, zeros=(self.cls_token,))
+        flava_init_(self, zeros=(self.cls_token,), token_std=token_init_std)
 
     def layout(self, image_length: int, text_length: int) -> FusionLayout:
         """Where [CLS_M], the image ([CLS] + patches) and the text sit in the output: ``[CLS_M, image..., text...]``."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from flava_kit.constraints import multiple_of, Count, Epsilon, Probability, Size
@@ -15,7 +18,11 @@ from flava_kit.tensors import check_tensor
 
 @register("fusion", "flava_multimodal")
 class FlavaMultimodalFusion(nn.Module):
-    """FLAVA's concat fusion (HF ``FlavaMultimodalModel``): self-attention over both sequences."""
+    """FLAVA's concat fusion (HF ``FlavaMultimodalModel``): self-attention over both sequences.
+
+    ``token_init_std`` > 0 draws [CLS_M] from a truncated normal instead of HF's zeros (for
+    training from scratch; see :func:`~flava_kit.layers.init.flava_init_`).
+    """
 
     @staticmethod
     def recipe_checks(node: dict, path: tuple, recipe: dict):
@@ -33,6 +40,7 @@ class FlavaMultimodalFusion(nn.Module):
         dropout: Probability = 0.0,
         attention_dropout: Probability = 0.0,
         gradient_checkpointing: bool = False,
+        token_init_std: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
     ):
         super().__init__()
         self.hidden_size = hidden_size
@@ -41,7 +49,7 @@ class FlavaMultimodalFusion(nn.Module):
             num_layers, hidden_size, num_heads=num_heads, intermediate_size=intermediate_size, layer_norm_eps=layer_norm_eps,
             qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout, gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
-        flava_init_(self, zeros=(self.cls_token,))
+        flava_init_(self, zeros=(self.cls_token,), token_std=token_init_std)
 
     def layout(self, image_length: int, text_length: int) -> FusionLayout:
         """Where [CLS_M], the image ([CLS] + patches) and the text sit in the output: ``[CLS_M, image..., text...]``."""

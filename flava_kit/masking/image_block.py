@@ -11,8 +11,34 @@ from flava_kit.constraints import Probability, Rate, Size
 from flava_kit.registry import register
 
 
+class _GridMasking:
+    """A masking over a square patch grid that is set, or taken from the model (``grid: null``)."""
+
+    grid_size: tuple[int, int] | None = None
+    num_patches: int | None = None
+
+    def _set_grid(self, grid: int | None) -> None:
+        if grid is not None:
+            self.grid_size, self.num_patches = (grid, grid), grid * grid
+
+    def follow_grid(self, grid_size: tuple[int, int]) -> None:
+        """Take the image encoder's patch grid when none was set; a set grid must equal it."""
+        grid_size = tuple(grid_size)
+        if self.grid_size is not None and self.grid_size != grid_size:
+            raise ValueError(f"grid {self.grid_size[0]} masks a {self.grid_size[0]}x{self.grid_size[1]} patch grid, "
+                             f"but the model's image encoder has {grid_size[0]}x{grid_size[1]} patches")  # fmt: skip
+        if grid_size[0] != grid_size[1]:
+            raise ValueError(f"the model's patch grid {grid_size[0]}x{grid_size[1]} is not square; this masking takes square grids")
+        self._set_grid(grid_size[0])
+
+    def _grid(self) -> tuple[int, int]:
+        if self.grid_size is None:
+            raise ValueError("the masking grid is unset: set grid, or let DataConfig.follow(model) take the model's")
+        return self.grid_size
+
+
 @register("masking", "block")
-class BlockMasking:
+class BlockMasking(_GridMasking):
     """Rectangular blocks of patches until ``num_masking_patches`` are masked (HF ``FlavaMaskingGenerator``).
 
     Same distribution as HF's generator: each block has at least ``min_block_patches`` (fewer only
@@ -26,15 +52,15 @@ class BlockMasking:
     @staticmethod
     def recipe_checks(node: dict, path: tuple, recipe: dict):
         """At most every patch is masked; blocks are not larger than allowed (:data:`flava_kit.contracts.RecipeChecks`)."""
-        patches = node["grid"] ** 2
-        if node["num_masking_patches"] > patches:
+        patches = node["grid"] ** 2 if node["grid"] is not None else None  # unset: checked when the model's grid is taken
+        if patches is not None and node["num_masking_patches"] > patches:
             yield path + ("num_masking_patches",), f"{node['num_masking_patches']} is more than the grid's {patches} patches", f"at most {patches}"
         if node["max_block_patches"] is not None and node["max_block_patches"] < node["min_block_patches"]:
             yield path + ("max_block_patches",), f"{node['max_block_patches']} is below min_block_patches {node['min_block_patches']}"
 
     def __init__(
         self,
-        grid: Size = 14,
+        grid: Size | None = None,
         num_masking_patches: Size = 75,
         min_block_patches: Size = 16,
         max_block_patches: Size | None = None,
@@ -43,20 +69,22 @@ class BlockMasking:
         attempts: Size = 10,
         exact: bool = False,
     ):
-        if not 0 < num_masking_patches <= grid * grid:
-            raise ValueError(f"num_masking_patches must be in 1..{grid * grid}, got {num_masking_patches}")
-        self.grid_size = (grid, grid)
-        self.num_patches = grid * grid
         self.num_masking_patches = num_masking_patches
         self.min_block_patches = min_block_patches
         self.max_block_patches = max_block_patches or num_masking_patches
         self.log_aspect = (math.log(min_aspect), math.log(max_aspect or 1 / min_aspect))
         self.attempts = attempts
         self.exact = exact
+        self._set_grid(grid)
+
+    def _set_grid(self, grid: int | None) -> None:
+        if grid is not None and not 0 < self.num_masking_patches <= grid * grid:
+            raise ValueError(f"num_masking_patches must be in 1..{grid * grid} (a {grid}x{grid} grid), got {self.num_masking_patches}")
+        super()._set_grid(grid)
 
     def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[batch_size, grid * grid]`` booleans, True at masked patches."""
-        rows, cols = self.grid_size
+        rows, cols = self._grid()
         result = torch.zeros(batch_size, rows * cols, dtype=torch.bool)
         # State of the rows still being masked, kept compact: finished rows leave it.
         index = torch.arange(batch_size)
@@ -122,17 +150,23 @@ def _top_up(mask: torch.Tensor, target: int, generator: torch.Generator | None) 
 
 
 @register("masking", "random")
-class RandomMasking:
+class RandomMasking(_GridMasking):
     """Exactly ``round(ratio * N)`` patches per image, chosen uniformly (MAE-style)."""
 
-    def __init__(self, grid: Size = 14, ratio: Probability = 0.4):
+    def __init__(self, grid: Size | None = None, ratio: Probability = 0.4):
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"ratio must be in [0, 1], got {ratio}")
-        self.grid_size = (grid, grid)
-        self.num_patches = grid * grid
-        self.num_masking_patches = round(ratio * self.num_patches)
+        self.ratio = ratio
+        self._set_grid(grid)
+
+    @property
+    def num_masking_patches(self) -> int:
+        """``round(ratio * N)`` for the grid's ``N`` patches."""
+        rows, cols = self._grid()
+        return round(self.ratio * rows * cols)
 
     def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[batch_size, grid * grid]`` booleans, True at masked patches."""
-        rank = torch.rand(batch_size, self.num_patches, generator=generator).argsort(1).argsort(1)
+        rows, cols = self._grid()
+        rank = torch.rand(batch_size, rows * cols, generator=generator).argsort(1).argsort(1)
         return rank < self.num_masking_patches

@@ -65,22 +65,30 @@ def build_section(recipe: Recipe, name: str) -> Any:
 
 
 def dry_build(data: dict) -> list[Problem]:
-    """Build a resolved recipe's model and sections on the ``meta`` device (shapes, no memory) and
-    return what their constructors reject, each with the failing component's recipe path.
+    """Build a resolved recipe's model on the ``meta`` device (shapes, no memory) and its sections
+    for real, then let the data section take its settings from the model; return what the
+    constructors and that step reject, each with the failing component's recipe path.
 
     This runs every check a constructor makes, a plug-in's included, before anything real is built,
-    so ``flava-kit validate`` and ``build`` agree on what is valid.
+    so ``flava-kit validate`` and ``build`` agree on what is valid. Sections are never built under
+    ``meta``: a data source may open its files (to check its columns, say), and torch code it runs
+    there must see real tensors.
     """
-    problems = []
+    problems: list[Problem] = []
+
+    def attempt(name: str, build_one: Any) -> Any:
+        try:
+            return build_one()
+        except BuildError as exc:
+            path = exc.path or name
+            problems.append(Problem(path, str(exc).removeprefix(f"{path}: ")))
+        except FlavaKitError as exc:
+            problems.append(Problem(name, str(exc)))
+        return None
+
     with torch.device("meta"):
-        for name, build_one in (("model", lambda: build_node(data["model"])),
-                                *((s, lambda s=s: _construct(section_class(s), data[s], (s,), f"section '{s}'")) for s in SECTIONS if s in data)):  # fmt: skip
-            try:
-                build_one()
-            except BuildError as exc:
-                path = exc.path or name
-                message = str(exc).removeprefix(f"{path}: ")
-                problems.append(Problem(path, message))
-            except FlavaKitError as exc:
-                problems.append(Problem(name, str(exc)))
+        model = attempt("model", lambda: build_node(data["model"]))
+    sections = {s: attempt(s, lambda s=s: _construct(section_class(s), data[s], (s,), f"section '{s}'")) for s in SECTIONS if s in data}
+    if model is not None and sections.get("data") is not None:
+        attempt("data", lambda: sections["data"].follow(model))
     return problems

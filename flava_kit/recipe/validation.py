@@ -102,7 +102,8 @@ class Validator:
             if not isinstance(value, dict):
                 self.problem(path, f"expected a mapping, got {type(value).__name__}", expected=spec.describe())
                 return value
-            return {k: self.node(item, path + (k,), spec) for k, item in value.items()}
+            # a null entry removes one inherited through ``extends`` (``sources: {shapes: null}``)
+            return {k: self.node(item, path + (k,), spec) for k, item in value.items() if item is not None}
         return self.node(value, path, spec)
 
     def node(self, value: Any, path: PathT, spec: SlotSpec) -> Any:

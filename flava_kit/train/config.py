@@ -16,12 +16,14 @@ class DataConfig:
 
     ``sources`` names the data sources (registry kind ``source``, see
     :class:`flava_kit.contracts.Source`): ``{laion: {type: webdataset, urls: ..., weight: 3},
-    wiki: {type: text_lines, path: ...}}``. Each batch comes from one source, drawn by the sources'
+    wiki: {type: text_lines, path: ...}}``; in a recipe that ``extends`` another, ``name: null``
+    drops a source it inherits. Each batch comes from one source, drawn by the sources'
     ``weight``. ``task: classify`` makes labelled batches for fine-tuning a classifier instead.
 
     Settings that follow from the model are taken from it unless set (and ``flava-kit validate``
     rejects a mismatch): ``image_size`` (the image encoder's), ``codebook_size`` (the codebook's
-    input size; none without a codebook), ``text_length`` (the text encoder's position limit). ``tokenizer`` is a local
+    input size; none without a codebook), ``text_length`` (the text encoder's position limit), the
+    image masking's ``grid`` (the image encoder's patch grid). ``tokenizer`` is a local
     tokenizer directory; without one, a tokenizer is built from the synthetic dataset's
     vocabulary. ``crop_scale`` (e.g. ``[0.9, 1.0]``) and ``flip`` turn on training augmentation
     (off by default, so pixels match HF's processor). ``workers`` DataLoader processes read the
@@ -44,12 +46,11 @@ class DataConfig:
             yield (path + ("text_length",), f"{node['text_length']} tokens exceed model.text_encoder.max_position_embeddings {limit}",
                    f"set data.text_length to {limit} or less")  # fmt: skip
         vocab = text.get("vocab_size")
-        if node.get("tokenizer") and isinstance(vocab, int) and Path(node["tokenizer"]).is_dir():
-            from flava_kit.data.tokenizer import load_tokenizer
-
-            size = len(load_tokenizer(node["tokenizer"]))
+        if isinstance(vocab, int) and (not node.get("tokenizer") or Path(node["tokenizer"]).is_dir()):
+            size = len(run_tokenizer(node.get("tokenizer")))
             if size > vocab:
-                yield (path + ("tokenizer",), f"{size} tokens do not fit model.text_encoder.vocab_size {vocab}",
+                which = "the tokenizer's" if node.get("tokenizer") else "the tokenizer built from the synthetic vocabulary (no data.tokenizer set) has"
+                yield (path + ("tokenizer",), f"{which} {size} tokens do not fit model.text_encoder.vocab_size {vocab}",
                        f"set model.text_encoder.vocab_size={size} or more")  # fmt: skip
 
     def __init__(
@@ -94,7 +95,24 @@ class DataConfig:
             self.codebook_size = getattr(codebook, "input_size", None)
         if self.text_length is None:
             self.text_length = getattr(text, "max_position_embeddings", None) or 77
+        grid = getattr(image, "grid_size", None)
+        if self.image_masking is not None and grid is not None:
+            self._follow_grid(tuple(grid), image)
         return self
+
+    def _follow_grid(self, grid: tuple[int, int], image: Any) -> None:
+        """The image masking takes the image encoder's patch grid (or must equal it, if set)."""
+        from flava_kit.errors import BuildError
+
+        masking, size = self.image_masking, getattr(image, "image_size", None)
+        try:
+            if hasattr(masking, "follow_grid"):
+                masking.follow_grid(grid)
+            elif getattr(masking, "num_patches", None) != grid[0] * grid[1]:
+                raise ValueError(f"it masks {getattr(masking, 'num_patches', None)} patches, the model's image encoder has {grid[0] * grid[1]}")
+        except ValueError as exc:
+            model = f" (model.image_encoder: image_size {size}, patch size {size // grid[0]})" if size else ""
+            raise BuildError(f"data.image_masking.grid: {exc}{model}", "data.image_masking.grid") from None
 
     def held_out(self) -> Any | None:
         """The held-out images of the first synthetic source that has them (for zero-shot evaluation), or None."""
@@ -102,13 +120,8 @@ class DataConfig:
         return next((images for images in held_out if images is not None), None)
 
     def tokenizer(self, directory: str | Path | None) -> Any:
-        """The local tokenizer, or one built from the synthetic vocabulary (saved in ``directory`` if given)."""
-        from flava_kit.data.synthetic import vocabulary
-        from flava_kit.data.tokenizer import load_tokenizer, tokenizer_from_words
-
-        if self.tokenizer_path:
-            return load_tokenizer(self.tokenizer_path)
-        return tokenizer_from_words(vocabulary(), directory)
+        """The run's tokenizer (see :func:`run_tokenizer`), saved in ``directory`` if given."""
+        return run_tokenizer(self.tokenizer_path, directory)
 
     def processor(self, augment: bool = False) -> Any:
         """The image processor at the model's sizes (call :meth:`follow` first); with ``augment``, the recipe's augmentation."""
@@ -129,6 +142,17 @@ class DataConfig:
             itm_negative_prob=self.itm_negative_prob, seed=self.seed, rank=rank, world_size=world_size, strict=self.strict,
             task=self.task,
         )  # fmt: skip
+
+
+def run_tokenizer(path: str | None, directory: str | Path | None = None) -> Any:
+    """The local tokenizer at ``path``, or, without one, one built from the synthetic dataset's
+    vocabulary (saved in ``directory`` if given, so a run's tokenizer travels with it)."""
+    from flava_kit.data.synthetic import vocabulary
+    from flava_kit.data.tokenizer import load_tokenizer, tokenizer_from_words
+
+    if path:
+        return load_tokenizer(path)
+    return tokenizer_from_words(vocabulary(), directory)
 
 
 class TrainConfig:

@@ -83,6 +83,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
             run.metrics = {"accuracy": accuracy, "chance": 1 / len(names), "held_out_images": len(items)}
         else:
             run.metrics = held_out_report(model, data, tokenizer, items, names)
+            run.metrics["shifted_zero_shot_accuracy"] = shifted_accuracy(model, data, tokenizer, len(items), held_out.image_size)
         summary = {"step": step, "skipped_items": run.skipped_items, **run.metrics}
         (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
     if dist.is_initialized():  # the other ranks wait for rank 0's evaluation: all leave together
@@ -113,6 +114,19 @@ def held_out_report(model: Any, data: Any, tokenizer: Any, items: list[dict], na
         "image_to_text_R@1": retrieval["image_to_text_R@1"], "text_to_image_R@1": retrieval["text_to_image_R@1"],
         "chance": 1 / len(names), "held_out_images": len(items),
     }  # fmt: skip
+
+
+def shifted_accuracy(model: Any, data: Any, tokenizer: Any, size: int, image_size: int) -> float:
+    """Zero-shot accuracy on ``size`` images of the same classes drawn by another routine
+    (:class:`~flava_kit.data.shifted_shapes.ShiftedShapes`): what a model learnt beyond one drawing routine."""
+    from flava_kit.data.shifted_shapes import ShiftedShapes
+    from flava_kit.data.synthetic import class_names
+    from flava_kit.evaluation import zero_shot_accuracy
+
+    shifted = ShiftedShapes(size, image_size)
+    items = [shifted[i] for i in range(size)]
+    return zero_shot_accuracy(model, data.processor(), tokenizer, [item["image"] for item in items], [item["label"] for item in items],
+                              class_names(), text_length=data.text_length)  # fmt: skip
 
 
 @torch.no_grad()
