@@ -158,12 +158,30 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from flava_kit.train.run import pretrain
 
     run = pretrain(args.recipe, args.overrides, args.out, resume=args.resume)
-    if run.metrics:
-        what = "zero-shot accuracy" if "zero_shot_accuracy" in run.metrics else "classification accuracy"
-        value = run.metrics.get("zero_shot_accuracy", run.metrics.get("accuracy"))
-        out.print(f"held-out {what}: {value:.3f} on {run.metrics['held_out_images']} images (chance {run.metrics['chance']:.3f})",
-                  markup=False)  # fmt: skip
-    out.print(f"run: {run.run_dir} (losses.csv, losses.png, checkpoints/)", markup=False)
+    for line in pretrain_summary(run):
+        out.print(line, markup=False)
+
+
+def pretrain_summary(run: Any) -> list[str]:
+    """What a finished run printed last: its held-out results, its wall time and where its files are."""
+    metrics, lines = run.metrics, []
+    if "zero_shot_accuracy" in metrics:
+        lines.append(f"held-out zero-shot accuracy: {metrics['zero_shot_accuracy']:.3f} on {metrics['held_out_images']} images "
+                     f"(chance {metrics['chance']:.3f}); acc@5 {metrics['zero_shot_acc@5']:.3f}, "
+                     f"linear probe {metrics['linear_probe_accuracy']:.3f}")  # fmt: skip
+        if "shifted_zero_shot_accuracy" in metrics:
+            lines.append(f"zero-shot on shapes drawn by another routine: {metrics['shifted_zero_shot_accuracy']:.3f}")
+    elif "accuracy" in metrics:
+        lines.append(f"held-out classification accuracy: {metrics['accuracy']:.3f} on {metrics['held_out_images']} images "
+                     f"(chance {metrics['chance']:.3f})")  # fmt: skip
+    minutes, seconds = divmod(round(run.wall_s), 60)
+    lines.append(f"step {run.step} in {minutes} min {seconds:02d} s; run directory {run.run_dir}:")
+    files = {"results.json": "the held-out results", "losses.csv": "every loss of every step (plotted in losses.png)",
+             "system.csv": "throughput, data-wait and compute time, memory", "checkpoints": "weights, optimizer and data position, resolved recipe",
+             "tokenizer": "the tokenizer the run used"}  # fmt: skip
+    lines += [f"  {name + ('/' if name in ('checkpoints', 'tokenizer') else ''):<14} {what}" for name, what in files.items()
+              if (Path(run.run_dir) / name).exists()]  # fmt: skip
+    return lines
 
 
 def cmd_data(args: argparse.Namespace) -> None:

@@ -37,7 +37,7 @@ def test_validate_names_both_sides_of_a_mismatch(tmp_path, capsys):
     assert main(["validate", "demo", *bad]) == 2
     err = capsys.readouterr().err
     for expected in ("data.image_size", "model.image_encoder.image_size 64", "data.codebook_size", "model.codebook.input_size 64",
-                     "data.text_length", "max_position_embeddings 16", "data.tokenizer", "45 tokens do not fit model.text_encoder.vocab_size 32"):  # fmt: skip
+                     "data.text_length", "max_position_embeddings 16", "data.tokenizer", "has 45 tokens, more than model.text_encoder.vocab_size 32"):  # fmt: skip
         assert expected in err, expected
     assert main(["validate", "demo", "data.image_size=64"]) == 0  # set and equal: fine
 

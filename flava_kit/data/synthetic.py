@@ -33,11 +33,14 @@ class SyntheticShapes:
     """``size`` images of one shape (or, with probability ``two_shapes``, two) on a light background.
 
     Item ``i`` is ``{"image": PIL.Image, "text": caption, "label": class index or -1}``; the label
-    is the shape's class for one-shape images (see :func:`class_names`).
+    is the shape's class for one-shape images (see :func:`class_names`). With ``shade_jitter`` > 0
+    each shape's colour is its colour's RGB moved by up to that much per channel (other shades of
+    the same named colour), so a model learns the names rather than four exact RGB values.
     """
 
-    def __init__(self, size: int = 4000, image_size: int = 64, seed: int = 0, two_shapes: float = 0.25):
+    def __init__(self, size: int = 4000, image_size: int = 64, seed: int = 0, two_shapes: float = 0.25, shade_jitter: int = 0):
         self.size, self.image_size, self.seed, self.two_shapes = size, image_size, seed, two_shapes
+        self.shade_jitter = shade_jitter
 
     def __len__(self) -> int:
         return self.size
@@ -53,16 +56,21 @@ class SyntheticShapes:
             (c1, s1), (c2, s2) = self._pick(rng), self._pick(rng)
             relation = rng.choice(RELATIONS)
             first, second = self._two_boxes(rng, relation)
-            self._draw(draw, s1, COLORS[c1], first)
-            self._draw(draw, s2, COLORS[c2], second)
+            self._draw(draw, s1, self._shade(rng, c1), first)
+            self._draw(draw, s2, self._shade(rng, c2), second)
             return {"image": image, "text": f"a {c1} {s1} {relation} a {c2} {s2}", "label": -1}
         color, shape = self._pick(rng)
         extent = rng.randint(self.image_size // 4, self.image_size // 2)
         left, top = rng.randint(0, self.image_size - extent), rng.randint(0, self.image_size - extent)
-        self._draw(draw, shape, COLORS[color], (left, top, left + extent, top + extent))
+        self._draw(draw, shape, self._shade(rng, color), (left, top, left + extent, top + extent))
         size = SIZES[0] if extent < self.image_size * 3 // 8 else SIZES[1]
         text = rng.choice(TEMPLATES).format(f"{color} {shape}", size=size)
         return {"image": image, "text": text, "label": class_names().index(f"{color} {shape}")}
+
+    def _shade(self, rng: random.Random, color: str) -> tuple[int, ...]:
+        if not self.shade_jitter:  # no draw: the images stay those of the dataset without jitter
+            return COLORS[color]
+        return tuple(min(255, max(0, c + rng.randint(-self.shade_jitter, self.shade_jitter))) for c in COLORS[color])
 
     @staticmethod
     def _pick(rng: random.Random) -> tuple[str, str]:

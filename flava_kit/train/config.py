@@ -49,8 +49,8 @@ class DataConfig:
         if isinstance(vocab, int) and (not node.get("tokenizer") or Path(node["tokenizer"]).is_dir()):
             size = len(run_tokenizer(node.get("tokenizer")))
             if size > vocab:
-                which = "the tokenizer's" if node.get("tokenizer") else "the tokenizer built from the synthetic vocabulary (no data.tokenizer set) has"
-                yield (path + ("tokenizer",), f"{which} {size} tokens do not fit model.text_encoder.vocab_size {vocab}",
+                which = "the tokenizer" if node.get("tokenizer") else "the tokenizer built from the synthetic vocabulary (no data.tokenizer set)"
+                yield (path + ("tokenizer",), f"{which} has {size} tokens, more than model.text_encoder.vocab_size {vocab}",
                        f"set model.text_encoder.vocab_size={size} or more")  # fmt: skip
 
     def __init__(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,7 +20,8 @@ from flava_kit.recipe import build, build_section, load_recipe
 @dataclass
 class PretrainRun:
     """What :func:`pretrain` leaves: the trained model, where its files are, the last step, and
-    ``metrics`` (``zero_shot_accuracy``, ``chance`` and ``held_out_images`` on synthetic data).
+    ``metrics`` (``zero_shot_accuracy``, ``chance`` and ``held_out_images`` on synthetic data) and
+    ``wall_s``, the seconds from the call to the end of the held-out evaluation.
 
     Under FSDP, rank 0's ``model`` is whole; other ranks keep their shard.
     """
@@ -29,6 +31,7 @@ class PretrainRun:
     step: int
     skipped_items: int
     metrics: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
 
 
 def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "runs/pretrain", resume: bool = False,
@@ -41,6 +44,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     from flava_kit.data.synthetic import class_names
     from flava_kit.train.trainer import Trainer
 
+    started = time.perf_counter()
     recipe = load_recipe(source, overrides)
     if "data" not in recipe.data:
         raise RecipeError(Problem("data", "pretraining needs a 'data' section", expected="data: {sources: {...}, image_masking: ..., text_masking: ...}"))
@@ -84,8 +88,10 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
         else:
             run.metrics = held_out_report(model, data, tokenizer, items, names)
             run.metrics["shifted_zero_shot_accuracy"] = shifted_accuracy(model, data, tokenizer, len(items), held_out.image_size)
-        summary = {"step": step, "skipped_items": run.skipped_items, **run.metrics}
+        run.wall_s = time.perf_counter() - started
+        summary = {"step": step, "skipped_items": run.skipped_items, **run.metrics, "wall_s": round(run.wall_s, 1)}
         (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    run.wall_s = run.wall_s or time.perf_counter() - started
     if dist.is_initialized():  # the other ranks wait for rank 0's evaluation: all leave together
         dist.barrier()
     return run
