@@ -102,7 +102,13 @@ class Objective(Protocol):
 
 @runtime_checkable
 class ImageMasking(Protocol):
-    """``(batch_size, generator=None) -> BoolTensor [B, N]``, True at patches to mask."""
+    """``(batch_size, generator=None) -> BoolTensor [B, N]``, True at patches to mask.
+
+    The patch grid follows the model: :meth:`flava_kit.train.config.DataConfig.follow` calls the
+    optional ``follow_grid(grid_size)`` with the image encoder's ``(rows, cols)`` before the first
+    batch (the built-ins take it when their ``grid`` is unset and raise ``ValueError`` when a set
+    grid differs). A masking without ``follow_grid`` must have ``num_patches`` equal to the model's.
+    """
 
     num_patches: int
 

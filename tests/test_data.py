@@ -37,6 +37,30 @@ def test_synthetic_dataset_is_deterministic_and_labelled():
     assert all(word in vocabulary() for i in range(50) for word in a[i]["text"].split())
 
 
+@pytest.mark.parametrize("variety", [0.0, 0.6, 1.0])
+def test_synthetic_variety_keeps_captions_and_labels_and_is_deterministic(variety):
+    """Variety changes how a class looks, never which class an item is; at 0 it is the plain routine."""
+    plain, varied, again = (SyntheticShapes(40, seed=1, variety=v) for v in (0.0, variety, variety))
+    for i in range(40):
+        assert varied[i]["label"] == plain[i]["label"] and varied[i]["text"].split()[-2:] == plain[i]["text"].split()[-2:]
+        assert varied[i]["image"].tobytes() == again[i]["image"].tobytes()
+    changed = sum(varied[i]["image"].tobytes() != plain[i]["image"].tobytes() for i in range(40))
+    assert changed == 0 if variety == 0 else changed == 40
+
+
+def test_shifted_shapes_are_labelled_deterministic_and_another_routine():
+    from flava_kit.data.shifted_shapes import ShiftedShapes
+
+    a, b = ShiftedShapes(60, image_size=48), ShiftedShapes(60, image_size=48)
+    items = [a[i] for i in range(60)]
+    assert all(item["image"].size == (48, 48) and item["image"].mode == "RGB" for item in items)
+    assert all(item["image"].tobytes() == b[i]["image"].tobytes() for i, item in enumerate(items))
+    assert {item["label"] for item in items} == set(range(12))
+    assert all(item["text"] == f"a {class_names()[item['label']]}" for item in items)
+    plain = {SyntheticShapes(60, image_size=48)[i]["image"].tobytes() for i in range(60)}
+    assert not plain & {item["image"].tobytes() for item in items}
+
+
 @pytest.fixture
 def tokenizer(tmp_path):
     return tokenizer_from_words(vocabulary(), tmp_path / "tokenizer")

@@ -38,3 +38,17 @@ def test_from_scratch_statistics_match_hf():
         compared += 1
     assert compared > 100
     assert torch.allclose(ours["flava.logit_scale"], hf["flava.logit_scale"])
+
+
+def test_token_init_std_draws_the_tokens_that_hf_zeroes(tmp_path):
+    """Default: HF's zeros (the test above). ``token_init_std``: truncated normal within two stds,
+    for [CLS], the mask token, the position embeddings and [CLS_M]; nothing else changes."""
+    torch.manual_seed(0)
+    plain = flava_kit.build("demo", ["model.image_encoder.token_init_std=0", "model.fusion.token_init_std=0"]).state_dict()
+    torch.manual_seed(0)
+    drawn = flava_kit.build("demo").state_dict()  # the demo recipe sets 0.02
+    tokens = ["flava.image_encoder.cls_token", "flava.image_encoder.mask_token", "flava.image_encoder.pos_embed", "flava.fusion.cls_token"]
+    for key in tokens:
+        assert not plain[key].any(), key
+        assert drawn[key].abs().max() <= 0.04 and abs(drawn[key].std().item() - 0.02) < 0.01, key
+    assert all(plain[k].shape == drawn[k].shape for k in plain)

@@ -92,7 +92,8 @@ RELATIONS = {
                     ("data.text_length", "model.text_encoder.max_position_embeddings")),
     "masking grid": ("model.image_encoder.patch_size=4 model.codebook.grid=8", "data.image_masking.grid=4",
                      ("data.image_masking.grid", "model.image_encoder")),
-    "tokenizer vocabulary": ("model.text_encoder.vocab_size=40", "model.text_encoder.vocab_size=20",
+    "tokenizer vocabulary": ("model.text_encoder.vocab_size=40 model.objectives.mmm_text.vocab_size=40 model.objectives.mlm.vocab_size=40",
+                             "model.text_encoder.vocab_size=20 model.objectives.mmm_text.vocab_size=20 model.objectives.mlm.vocab_size=20",
                              ("data.tokenizer", "model.text_encoder.vocab_size")),
 }  # fmt: skip
 

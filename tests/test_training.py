@@ -43,7 +43,8 @@ def test_run_directory_holds_what_the_readme_says(tmp_path):
     assert all(r["global_contrastive"] and r["itm"] for r in rows)  # paired batches run the paired objectives
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["held_out_images"] == 48
-    for key in ("zero_shot_acc@5", "zero_shot_mean_per_class_recall", "linear_probe_accuracy", "image_to_text_R@1", "text_to_image_R@1"):
+    for key in ("zero_shot_acc@5", "zero_shot_mean_per_class_recall", "linear_probe_accuracy", "image_to_text_R@1", "text_to_image_R@1",
+                "shifted_zero_shot_accuracy"):  # fmt: skip
         assert 0.0 <= results[key] <= 1.0, key
     assert results["zero_shot_acc@5"] >= results["zero_shot_accuracy"]
     assert 0.0 <= run.metrics["zero_shot_accuracy"] <= 1.0 and run.metrics["chance"] == pytest.approx(1 / 12)

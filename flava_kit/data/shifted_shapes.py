@@ -4,15 +4,15 @@
 that only memorised that routine's exact colours, sizes and backgrounds fails here. This routine
 shares no drawing code with it: colours are sampled in HSV around each colour's hue (other
 shades), shapes are drawn at twice the size and downsampled (anti-aliased edges), larger and
-smaller, slightly rotated, often with a dark outline, on gradient or noisy backgrounds, and every
-image goes through JPEG compression at a low quality.
+smaller, often with a dark outline, on gradient or noisy backgrounds, sometimes blurred, and
+every image goes through JPEG compression at a low quality. Shapes stay upright: turning them
+is a further shift (squares read as diamonds), which this check leaves out.
 """
 
 from __future__ import annotations
 
 import colorsys
 import io
-import math
 import random
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -48,16 +48,12 @@ class ShiftedShapes:
         outline = (rng.randint(0, 60),) * 3 if rng.random() < 0.5 else None
         width = rng.randint(2, 6)
         fill = self._shade(rng, color)
-        angle = math.radians(rng.uniform(-20, 20))
         if shape == "circle":
-            box = (cx - extent / 2, cy - extent / 2, cx + extent / 2, cy + extent / 2)
-            draw.ellipse(box, fill=fill, outline=outline, width=width)
+            draw.ellipse((cx - extent / 2, cy - extent / 2, cx + extent / 2, cy + extent / 2), fill=fill, outline=outline, width=width)
         else:
-            corners = 4 if shape == "square" else 3
-            start = math.pi / 4 if corners == 4 else -math.pi / 2  # a square's sides, a triangle's apex, upright
-            radius = extent / 2 * (math.sqrt(2) if corners == 4 else 1.15)
-            points = [(cx + radius * math.cos(start + angle + 2 * math.pi * k / corners), cy + radius * math.sin(start + angle + 2 * math.pi * k / corners))
-                      for k in range(corners)]  # fmt: skip
+            half = extent / 2
+            points = ([(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)] if shape == "square"
+                      else [(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)])  # fmt: skip
             draw.polygon(points, fill=fill, outline=outline, width=width if outline else 0)
         image = image.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
         if rng.random() < 0.3:
