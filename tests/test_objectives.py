@@ -168,3 +168,16 @@ def test_the_readme_objective_example_registers_and_trains(scratch_registry):
     out = model(**model.example_inputs(batch_size=3))
     assert set(out.losses) == {"align", "itm"} and "align/cosine" in out.metrics
     out.loss.backward()
+
+
+def test_sigmoid_same_text_positive_scores_repeated_captions_as_true_pairs():
+    from flava_kit.losses.sigmoid_contrastive import SigmoidContrastiveLoss
+
+    loss = SigmoidContrastiveLoss(same_text_positive=True, temperature_init=1.0, bias_init=0.0)
+    generator = torch.Generator().manual_seed(0)
+    images, texts = (F.normalize(torch.randn(3, 4, generator=generator), dim=-1) for _ in range(2))
+    ids = torch.tensor([[2, 7, 3], [2, 7, 3], [2, 8, 3]])  # rows 0 and 1 have one caption
+    logits = images @ texts.T
+    for token_ids, signs in ((ids, [[1, 1, -1], [1, 1, -1], [-1, -1, 1]]), (None, [[1, -1, -1], [-1, 1, -1], [-1, -1, 1]])):
+        expected = -F.logsigmoid(torch.tensor(signs, dtype=torch.float) * logits).sum() / 3
+        assert torch.allclose(loss.score(images, texts, token_ids=token_ids).loss, expected)

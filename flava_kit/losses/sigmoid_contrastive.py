@@ -6,6 +6,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -14,6 +15,15 @@ from flava_kit.losses.context import PretrainingContext
 from flava_kit.losses.contrastive import contrastive_needs, gather_batches
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
+
+
+def gather_ids(ids: torch.Tensor) -> torch.Tensor:
+    """All ranks' token ids (equal shapes), concatenated in rank order; no gradients."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return ids
+    parts = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, ids.contiguous())
+    return torch.cat(parts)
 
 
 @register("loss", "sigmoid_contrastive")
@@ -26,6 +36,11 @@ class SigmoidContrastiveLoss(nn.Module):
     own images against every rank's texts (gathered with gradients), so under DDP the averaged loss
     and gradients equal one process on the joined batch. ``inputs`` as in ``global_contrastive``.
     Applies to paired batches; rows that are ITM negatives are not scored as images.
+
+    ``same_text_positive``: a text identical (token for token) to an image's own caption scores as
+    a true pair too. Scored alone, each pair of a batch with repeated captions (class-name
+    captions, templated data) is otherwise told both "match" and "do not match" for the same
+    image and words; softmax's InfoNCE only spreads its mass, the sigmoid loss contradicts itself.
     """
 
     def __init__(
@@ -34,28 +49,36 @@ class SigmoidContrastiveLoss(nn.Module):
         temperature_init: float = 10.0,
         bias_init: float = -10.0,
         inputs: Literal["unmasked", "masked"] = "unmasked",
+        same_text_positive: bool = False,
     ):
         super().__init__()
         if temperature_init <= 0:
             raise ValueError(f"temperature_init must be positive, got {temperature_init}")
         self.logit_scale = nn.Parameter(torch.tensor(math.log(temperature_init)))
         self.logit_bias = nn.Parameter(torch.tensor(float(bias_init)))
-        self.weight, self.inputs = weight, inputs
+        self.weight, self.inputs, self.same_text_positive = weight, inputs, same_text_positive
         self.needs = contrastive_needs(inputs)
 
     def forward(self, context: PretrainingContext) -> LossOutput | None:
         if not context.paired:
             return None
         images, texts = context.features(self.inputs)
-        return self.score(images, texts, context.itm_keep)
+        token_ids = context.inputs["input_ids"] if self.same_text_positive else None
+        return self.score(images, texts, context.itm_keep, token_ids)
 
-    def score(self, image_features: torch.Tensor, text_features: torch.Tensor, keep: torch.Tensor | None = None) -> LossOutput:
-        """``*_features`` ``[B, D]`` (L2-normalised); ``keep`` ``[B]`` picks the images scored."""
+    def score(self, image_features: torch.Tensor, text_features: torch.Tensor, keep: torch.Tensor | None = None,
+              token_ids: torch.Tensor | None = None) -> LossOutput:  # fmt: skip
+        """``*_features`` ``[B, D]`` (L2-normalised); ``keep`` ``[B]`` picks the images scored;
+        ``token_ids`` ``[B, L]`` (the captions), when given, make texts equal to a row's caption positives too."""
         all_texts, offset = gather_batches(text_features)
         logits = image_features @ all_texts.T * self.logit_scale.exp() + self.logit_bias
         signs = -torch.ones_like(logits)
         rows = torch.arange(image_features.shape[0], device=logits.device)
         signs[rows, rows + offset] = 1.0
+        if token_ids is not None:
+            all_ids = gather_ids(token_ids)
+            same = (token_ids[:, None, :] == all_ids[None, :, :]).all(-1)
+            signs = torch.where(same, 1.0, signs)
         if keep is not None:
             logits, signs = logits[keep], signs[keep]
         loss = -F.logsigmoid(signs * logits).sum() / max(logits.shape[0], 1)
