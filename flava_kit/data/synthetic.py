@@ -53,7 +53,8 @@ class SyntheticShapes:
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for {self.size} images")
         rng = random.Random(self.seed * 1_000_003 + index)
-        look = random.Random(f"variety/{self.seed}/{index}")  # its own draws: variety never changes an item's class
+        # variety draws from its own generator, so it never changes an item's class (at 0 nothing draws from it)
+        look = random.Random(f"variety/{self.seed}/{index}") if self.variety else rng
         background = tuple(rng.randint(200, 255) for _ in range(3))
         image = self._background(look, background)
         draw = ImageDraw.Draw(image)
