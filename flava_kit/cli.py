@@ -163,23 +163,14 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def pretrain_summary(run: Any) -> list[str]:
-    """What a finished run printed last: its held-out results, its wall time and where its files are."""
-    metrics, lines = run.metrics, []
-    if "zero_shot_accuracy" in metrics:
-        lines.append(f"held-out zero-shot accuracy: {metrics['zero_shot_accuracy']:.3f} on {metrics['held_out_images']} images "
-                     f"(chance {metrics['chance']:.3f}); acc@5 {metrics['zero_shot_acc@5']:.3f}, "
-                     f"linear probe {metrics['linear_probe_accuracy']:.3f}")  # fmt: skip
-        if "shifted_zero_shot_accuracy" in metrics:
-            lines.append(f"zero-shot on shapes drawn by another routine: {metrics['shifted_zero_shot_accuracy']:.3f}")
-    elif "accuracy" in metrics:
-        lines.append(f"held-out classification accuracy: {metrics['accuracy']:.3f} on {metrics['held_out_images']} images "
-                     f"(chance {metrics['chance']:.3f})")  # fmt: skip
+    """What a finished run printed last: its evaluation's table, its wall time and where its files are."""
+    lines = [run.table] if run.table else []
     minutes, seconds = divmod(round(run.wall_s), 60)
     lines.append(f"step {run.step} in {minutes} min {seconds:02d} s; run directory {run.run_dir}:")
-    files = {"results.json": "the held-out results", "losses.csv": "every loss of every step (plotted in losses.png)",
+    files = {"results.json": "the evaluation's metrics (train.eval)", "eval": "its table, per-task details and pictures", "losses.csv": "every loss of every step (plotted in losses.png)",
              "system.csv": "throughput, data-wait and compute time, memory", "checkpoints": "weights, optimizer and data position, resolved recipe",
              "tokenizer": "the tokenizer the run used"}  # fmt: skip
-    lines += [f"  {name + ('/' if name in ('checkpoints', 'tokenizer') else ''):<14} {what}" for name, what in files.items()
+    lines += [f"  {name + ('/' if name in ('checkpoints', 'tokenizer', 'eval') else ''):<14} {what}" for name, what in files.items()
               if (Path(run.run_dir) / name).exists()]  # fmt: skip
     return lines
 
@@ -217,78 +208,23 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from flava_kit.evaluation.runs import load_run
-    from flava_kit.data.synthetic import class_names
-    from flava_kit.evaluation import retrieval_recall, zero_shot_accuracy
+    from flava_kit.evaluation import run_eval_command
 
-    model, data, tokenizer = load_run(args.run)
-    processor = data.processor()
-    if args.data:
-        return _eval_labelled(args, model, data, tokenizer)
-    if args.manifest:
-        from flava_kit.data.sources import ImageTextManifest
-
-        held_out = ImageTextManifest(args.manifest)
-    else:
-        held_out = data.held_out()
-        if held_out is None:
-            raise FlavaKitError("this run did not train on the synthetic dataset: pass --manifest for retrieval")
-    items = [held_out[i] for i in range(len(held_out))]
-    images = [item["image"] for item in items]
-    if args.task == "zero-shot":
-        if args.manifest:
-            raise FlavaKitError("zero-shot evaluation uses the synthetic held-out set; --manifest goes with --task retrieval")
-        labels = [item["label"] for item in items]
-        accuracy = zero_shot_accuracy(model, processor, tokenizer, images, labels, class_names(), text_length=data.text_length)
-        out.print(f"zero-shot accuracy: {accuracy:.3f} on {len(items)} images (chance {1 / len(class_names()):.3f})", markup=False)
-    else:
-        texts = [item["text"] for item in items]
-        for name, value in retrieval_recall(model, processor, tokenizer, images, texts, text_length=data.text_length).items():
-            out.print(f"{name}: {value:.3f}", markup=False)
-
-
-def _eval_labelled(args: argparse.Namespace, model: Any, data: Any, tokenizer: Any) -> None:
-    """Zero-shot classification of a labelled folder or manifest: printed, and written as JSON
-    (with the per-class table) beside a confusion-matrix PNG."""
-    import torch
-
-    from flava_kit.evaluation import zero_shot_scores
-    from flava_kit.evaluation.features import classifier_scores
-    from flava_kit.evaluation.items import read_labelled, read_templates
-    from flava_kit.evaluation.report import class_report, save_confusion_png
-
-    if args.task != "zero-shot":
-        raise FlavaKitError("--data goes with --task zero-shot; retrieval takes --manifest")
-    keys, images, labels, names = read_labelled(args.data)
-    classifier = getattr(model, "modality", None)
-    if classifier is not None:  # a fine-tuned classifier: its own logits, reported the same way
-        if classifier != "image":
-            raise FlavaKitError(f"--data holds images only; this run's classifier reads its {classifier} input")
-        if model.num_classes != len(names):
-            raise FlavaKitError(f"{args.data}: {len(names)} classes, but this classifier has {model.num_classes}")
-        scores, what, extra = classifier_scores(model, data.processor(), images), "classification", {}
-    else:
-        templates = read_templates(args.templates)
-        scores = zero_shot_scores(model, data.processor(), tokenizer, images, names, templates, data.text_length)
-        what, extra = "zero_shot", {"templates": list(templates)}
-    report = {"data": str(args.data), "images": len(keys), "classes": names, **extra, **class_report(scores, torch.tensor(labels), names)}
-    target = Path(args.json) if args.json else Path(args.run) / "eval" / f"{what}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    picture = save_confusion_png(report["confusion"], names, target.with_suffix(".png"))
-    target.write_text(json.dumps(report, indent=2))
-    out.print(f"{what.replace('_', '-')} on {len(keys)} images, {len(names)} classes: acc@1 {report['acc@1']:.3f}, acc@5 {report['acc@5']:.3f}, "
-              f"mean per-class recall {report['mean_per_class_recall']:.3f} (chance {1 / len(names):.3f})", markup=False)  # fmt: skip
-    out.print(f"wrote {target}" + (f" and {picture}" if picture else ""), markup=False)
+    results = run_eval_command(args.targets, args.recipe, args.data, args.manifest, args.task, args.templates, args.out)
+    out.print(results["table"], markup=False)
+    pictures = sum(len(r["pictures"]) for by_task in results["results"].values() for r in by_task.values())
+    out.print(f"wrote {results['out']}: results.json, results.csv, results.md" + (f" and {pictures} pictures" if pictures else ""), markup=False)
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from flava_kit.evaluation.runs import load_run
+    from flava_kit.checkpoints.loading import load_model
+    from flava_kit.devices import resolve_device
     from flava_kit.evaluation.embed import embed, write_embeddings
     from flava_kit.evaluation.items import read_items
 
-    model, data, tokenizer = load_run(args.run)
+    loaded = load_model(args.run, resolve_device("auto"))
     keys, images, texts, skipped = read_items(images=args.images, manifest=args.manifest, texts=args.texts)
-    embeddings = embed(model, data.processor(), tokenizer, images, texts, text_length=data.text_length, batch_size=args.batch_size)
+    embeddings = embed(loaded.model, loaded.processor(), loaded.tokenizer, images, texts, text_length=loaded.text_length, batch_size=args.batch_size)
     files = write_embeddings(embeddings, keys, args.out, args.format)
     shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in embeddings.items())
     out.print(f"wrote {', '.join(str(f) for f in files)}: {shapes}" + (f"; skipped {skipped} unreadable items" if skipped else ""), markup=False)
@@ -343,14 +279,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=20, help="batches to read for the throughput figure (default 20)")
     p.set_defaults(handler=cmd_data)
 
-    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint: zero-shot classification or retrieval")
-    p.add_argument("run", help="a run directory written by pretrain")
-    p.add_argument("--task", choices=["zero-shot", "retrieval"], default="zero-shot")
-    p.add_argument("--manifest", help="image-text pairs (JSONL or CSV) to retrieve among, instead of the synthetic held-out set")
-    p.add_argument("--data", help="labelled images for zero-shot: a folder with a subfolder per class, or a manifest with a label "
-                                  "column and classnames.txt beside it")  # fmt: skip
-    p.add_argument("--templates", help="prompt templates, one per line with {} for the class name (default: a built-in set)")
-    p.add_argument("--json", help="where to write the report (default RUN/eval/zero_shot.json; the confusion PNG goes beside it)")
+    p = sub.add_parser("eval", help="evaluate models on an eval recipe's tasks: one table, a column per model")
+    p.add_argument("targets", nargs="*", help="models (run directories, HF FLAVA directories, model recipes), an eval recipe file, "
+                                              "and a.b=value overrides of the eval recipe")  # fmt: skip
+    p.add_argument("--recipe", help="the eval recipe (a path or a shipped name such as eval_shapes); default: the run's own train.eval")
+    p.add_argument("--data", help="shorthand for zero-shot on labelled images: a folder with a subfolder per class, or a manifest "
+                                  "with a label column and classnames.txt beside it")  # fmt: skip
+    p.add_argument("--manifest", help="shorthand for retrieval among image-text pairs (JSONL or CSV)")
+    p.add_argument("--task", choices=["zero-shot", "retrieval"], default="zero-shot", help="which shorthand --data/--manifest is")
+    p.add_argument("--templates", help="prompt templates for --data, one per line with {} for the class name")
+    p.add_argument("--out", help="the folder for results.json, results.csv, results.md and pictures (default RUN/eval/NAME "
+                                 "for one run, else eval/NAME)")  # fmt: skip
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("embed", help="write image and/or text embeddings of a run's model for your own search or clustering")

@@ -173,6 +173,29 @@ class Source(Protocol):
     def decode(self, raw: Any) -> dict: ...
 
 
+@runtime_checkable
+class Task(Protocol):
+    """An evaluation (registry kind ``task``; ``tasks:`` in an eval recipe).
+
+    A task's data are its constructor parameters typed :class:`Source` (``data``, the set it
+    reports on; ``train`` for a probe's training set, ...): their names are the task's *roles*.
+    ``needs() -> dict[role, set of modalities]`` says which features it reads (``"image"``,
+    ``"text"``), so the runner computes each (model weights, dataset, modality) once, in one pass
+    over the data, caches it on disk and shares it with every task that reads it.
+    ``run(inputs) -> TaskResult`` gets a :class:`~flava_kit.evaluation.tasks.base.TaskInputs`
+    (the features of each role, the built sources, and a text encoder for prompts) and returns a
+    :class:`~flava_kit.evaluation.tasks.base.TaskResult`: named float metrics (higher is better
+    unless listed in ``lower_is_better``), JSON-able details and optional pictures. ``version``
+    (an int) changes when the task's numbers would change: it is part of every result written.
+    """
+
+    version: int
+
+    def needs(self) -> dict[str, set[str]]: ...
+
+    def run(self, inputs: Any) -> Any: ...
+
+
 SLOT_KINDS: dict[type, str] = {
     ImageEncoder: "encoder",
     TextEncoder: "encoder",
@@ -183,13 +206,14 @@ SLOT_KINDS: dict[type, str] = {
     TextMasking: "masking",
     MetricLogger: "logger",
     Source: "source",
+    Task: "task",
 }
 """Which registry kind each slot protocol draws its components from."""
 
 
 def missing_members(obj: object, protocol: type) -> list[str]:
     """The members of ``protocol`` that ``obj`` lacks (empty when it satisfies the contract)."""
-    methods = [m for m in ("forward", "tokens", "__call__", "samples", "decode") if m in vars(protocol)]
+    methods = [m for m in ("forward", "tokens", "__call__", "samples", "decode", "needs", "run") if m in vars(protocol)]
     members = list(getattr(protocol, "__annotations__", {})) + methods
     return [m for m in members if not hasattr(obj, m)]
 

@@ -27,11 +27,11 @@ from flava_kit import plugins
 from flava_kit.errors import PluginError, RegistryError
 from flava_kit.schema import component_schema
 
-KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model", "source", "logger")
+KINDS = ("encoder", "fusion", "codebook", "masking", "loss", "head", "model", "source", "logger", "task")
 """Every kind of component, in the order recipes and listings show them."""
 
 # Importing these packages registers every built-in component.
-_BUILTIN_PACKAGES = ("encoders", "fusion", "codebooks", "masking", "heads", "losses", "models", "train.loggers", "data.sources")
+_BUILTIN_PACKAGES = ("encoders", "fusion", "codebooks", "masking", "heads", "losses", "models", "train.loggers", "data.sources", "evaluation.tasks")
 
 T = TypeVar("T", bound=Callable[..., Any])
 

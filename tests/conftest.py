@@ -1,11 +1,17 @@
-"""Shared fixtures: a registry restored after each test that registers runtime components."""
+"""Shared fixtures: a registry restored after each test that registers runtime components; the
+feature cache in a temporary folder (never the user's ~/.cache), for this process and its children."""
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 import pytest
 import torch
 
 from flava_kit.registry import registry
+
+os.environ["FLAVA_KIT_CACHE"] = tempfile.mkdtemp(prefix="flava_kit_features_")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,5 +54,5 @@ def run_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("run")
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
-    pretrain(recipe, ["train.steps=1", "data.sources.shapes.held_out=0"], run_dir=path)
+    pretrain(recipe, ["train.steps=1", "train.eval=null"], run_dir=path)
     return path

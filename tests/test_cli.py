@@ -23,7 +23,7 @@ def test_ls_lists_builtins_and_plugins_with_descriptions(capsys):
     assert code == 0
     rows = {line.split()[1]: line for line in out.splitlines()[1:]}
     assert "FLAVA's ViT image encoder" in rows["flava_vit"] and "built-in" in rows["flava_vit"]
-    assert "flava_kit_demo_plugin 0.3.1" in rows["patch_mlp"]
+    assert "flava_kit_demo_plugin 0.4.0" in rows["patch_mlp"]
     assert "flava_kit_demo_plugin:shared_name" in rows
 
 

@@ -1,4 +1,5 @@
-"""The clip-benchmark package evaluates a flava_kit run through the adapter, offline, on local data."""
+"""The clip-benchmark package evaluates a flava_kit run through the adapter, offline, on local data,
+and gets what ``flava-kit eval`` gets."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from flava_kit.evaluation import zero_shot_scores
+from flava_kit.evaluation import run_eval_command
 from flava_kit.evaluation.clip_benchmark import load_for_clip_benchmark
-from flava_kit.evaluation.items import read_labelled
 from flava_kit.evaluation.report import class_report
-from flava_kit.evaluation.runs import load_run
 
 
 def test_clip_benchmark_zero_shot_equals_ours(run_dir, tmp_path):
@@ -32,11 +31,9 @@ def test_clip_benchmark_zero_shot_equals_ours(run_dir, tmp_path):
     logits, target = zeroshot_classification.run_classification(model, classifier, loader, "cpu", amp=False)
     theirs = class_report(logits, target, dataset.classes)
 
-    flava, data, hf_tokenizer = load_run(str(run_dir))
-    _, images, labels, names = read_labelled(str(root))
-    scores = zero_shot_scores(flava, data.processor(), hf_tokenizer, images, names, ("a photo of a {}", "a {} thing"), data.text_length)
-    ours = class_report(scores, torch.tensor(labels), names)
-    assert torch.equal(target, torch.tensor(labels))
-    assert torch.allclose(logits / 100, scores, atol=1e-5)  # CLIP-benchmark scales by 100
-    assert theirs["acc@1"] == ours["acc@1"] and theirs["mean_per_class_recall"] == ours["mean_per_class_recall"]
+    (tmp_path / "templates.txt").write_text("a photo of a {}\na {} thing\n")
+    results = run_eval_command([str(run_dir)], data=str(root), templates=str(tmp_path / "templates.txt"), out=str(tmp_path / "ours"))
+    ours = results["results"][run_dir.name]["zero_shot"]
+    assert ours["details"]["confusion"] == theirs["confusion"]
+    assert theirs["acc@1"] == pytest.approx(ours["metrics"]["accuracy"]) and theirs["mean_per_class_recall"] == pytest.approx(ours["metrics"]["mean_per_class_recall"])
     assert model.encode_image(dataset[0][0][None]).shape == (1, 16)

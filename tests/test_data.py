@@ -190,7 +190,7 @@ def test_a_pretraining_run_with_whole_word_masking_trains(tmp_path):
     from flava_kit.train.run import pretrain
 
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
-    run = pretrain(recipe, ["data.text_masking.whole_word=true", "train.steps=2", "data.sources.shapes.held_out=0"], run_dir=tmp_path)
+    run = pretrain(recipe, ["data.text_masking.whole_word=true", "train.steps=2", "train.eval=null"], run_dir=tmp_path)
     assert run.step == 2
     rows = (tmp_path / "losses.csv").read_text().splitlines()
     assert len(rows) == 3 and "mmm_text" in rows[0]

@@ -1,4 +1,4 @@
-"""``flava-kit eval --data``: zero-shot on a user's labelled folder or manifest, with a report."""
+"""``flava-kit eval``: the one-task shorthands (``--data``, ``--manifest``) and a run's own eval recipe."""
 
 from __future__ import annotations
 
@@ -33,16 +33,21 @@ def test_class_report_by_hand():
     assert report["acc@1"] == pytest.approx(2 / 3) and report["mean_per_class_recall"] == pytest.approx(0.75)
 
 
-def test_zero_shot_on_a_labelled_folder_writes_json_and_a_confusion_png(run_dir, labelled, tmp_path, capsys):
+def test_zero_shot_on_a_labelled_folder_writes_results_and_a_confusion_png(run_dir, labelled, tmp_path, capsys):
     (tmp_path / "templates.txt").write_text("a photo of a {}\n{} colour\n")
-    target = tmp_path / "out" / "report.json"
-    assert main(["eval", str(run_dir), "--data", str(labelled), "--templates", str(tmp_path / "templates.txt"), "--json", str(target)]) == 0
-    assert "zero-shot on 6 images, 3 classes" in capsys.readouterr().out
-    report = json.loads(target.read_text())
-    assert report["classes"] == ["blue", "green", "red"] and report["templates"] == ["a photo of a {}", "{} colour"]
+    out = tmp_path / "out"
+    assert main(["eval", str(run_dir), "--data", str(labelled), "--templates", str(tmp_path / "templates.txt"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| zero_shot " in printed and "accuracy ↑" in printed and f"wrote {out}" in printed
+    results = json.loads((out / "results.json").read_text())
+    [(model, by_task)] = results["results"].items()
+    report = by_task["zero_shot"]["details"]
+    assert report["class_names"] == ["blue", "green", "red"] and report["templates"] == ["a photo of a {}", "{} colour"]
     assert sum(map(sum, report["confusion"])) == 6 and [c["images"] for c in report["per_class"]] == [2, 2, 2]
-    assert 0.0 <= report["acc@1"] <= report["acc@5"] == 1.0  # 3 classes: the top 5 hold them all
-    assert target.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    metrics = by_task["zero_shot"]["metrics"]
+    assert 0.0 <= metrics["accuracy"] <= metrics["acc@5"] == 1.0  # 3 classes: the top 5 hold them all
+    assert (out / model / "zero_shot" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "results.csv").read_text().startswith("model,task,type,metric,value,higher_is_better")
 
 
 def test_a_labelled_manifest_needs_class_names(run_dir, labelled, tmp_path, capsys):
@@ -51,25 +56,53 @@ def test_a_labelled_manifest_needs_class_names(run_dir, labelled, tmp_path, caps
     assert main(["eval", str(run_dir), "--data", str(manifest)]) == 2
     assert "a labelled manifest needs" in capsys.readouterr().err
     (labelled / "classnames.txt").write_text("blue\ngreen\nred\n")
-    assert main(["eval", str(run_dir), "--data", str(manifest), "--json", str(tmp_path / "m.json")]) == 0
-    assert json.loads((tmp_path / "m.json").read_text())["images"] == 3
+    assert main(["eval", str(run_dir), "--data", str(manifest), "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "results.json").read_text())["tasks"]["zero_shot"]["items"]["data"]["rows"] == 3
 
 
 def test_templates_without_a_placeholder_are_refused(run_dir, labelled, tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("a photo\n")
     assert main(["eval", str(run_dir), "--data", str(labelled), "--templates", str(tmp_path / "bad.txt")]) == 2
-    assert "every template needs '{}'" in capsys.readouterr().err
+    assert "must hold one '{}'" in capsys.readouterr().err
+
+
+def test_retrieval_on_a_manifest(run_dir, labelled, tmp_path, capsys):
+    manifest = labelled / "pairs.jsonl"
+    manifest.write_text("\n".join(json.dumps({"image": f"{c}/{i}.png", "text": f"a {c} square"}) for c in COLOURS for i in range(2)))
+    assert main(["eval", str(run_dir), "--manifest", str(manifest), "--task", "retrieval", "--out", str(tmp_path / "r")]) == 0
+    metrics = json.loads((tmp_path / "r" / "results.json").read_text())["results"][run_dir.name]["retrieval"]["metrics"]
+    assert set(metrics) == {f"{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)}
+    assert metrics["image_to_text_R@10"] == 1.0  # 6 pairs: the top 10 hold every caption
 
 
 def test_fine_tune_an_image_classifier_on_a_labelled_folder_then_evaluate_it(labelled, tmp_path, capsys):
     from flava_kit.train.run import pretrain
 
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
-    overrides = ["model.type=flava_classifier", "model.modality=image", "model.num_classes=3", "data.task=classify",
+    overrides = ["model.type=flava_classifier", "model.modality=image", "model.num_classes=3", "data.task=classify", "train.eval=null",
                  "~data.sources.shapes", f"data.sources.photos={{type: labelled_folder, root: {labelled}}}", "data.batch_size=4", "train.steps=3"]  # fmt: skip
     run = pretrain(recipe, overrides, run_dir=tmp_path / "run")
     assert run.step == 3 and len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 4
     assert main(["eval", str(tmp_path / "run"), "--data", str(labelled)]) == 0
-    assert "classification on 6 images, 3 classes" in capsys.readouterr().out
-    report = json.loads((tmp_path / "run" / "eval" / "classification.json").read_text())
-    assert sum(map(sum, report["confusion"])) == 6 and "templates" not in report
+    results = json.loads((tmp_path / "run" / "eval" / "eval" / "results.json").read_text())
+    result = results["results"]["run"]["zero_shot"]
+    assert results["models"]["run"]["kind"] == "classifier" and result["details"]["scores"] == "logits"
+    assert sum(map(sum, result["details"]["confusion"])) == 6 and result["details"]["templates"] is None
+
+
+def test_a_run_evaluates_to_what_its_pretraining_reported(tmp_path, capsys):
+    """One evaluation path: ``flava-kit eval RUN`` runs the eval recipe the run's recipe names and
+    prints the numbers its results.json holds; the features come from the cache (nothing encoded)."""
+    recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
+    assert main(["pretrain", recipe, "train.steps=2", "--out", str(tmp_path / "demo")]) == 0
+    reported = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert main(["eval", str(tmp_path / "demo"), "--out", str(tmp_path / "again")]) == 0
+    results = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert results["metrics"]["demo"] == {k: v for k, v in reported.items() if k not in ("step", "skipped_items", "wall_s", "eval")}
+    assert {"zero_shot_accuracy", "shifted_zero_shot_accuracy", "linear_probe_accuracy", "retrieval_image_to_text_R@1"} <= set(reported)
+    assert all(count == 0 for r in results["results"]["demo"].values() for count in r["encoded"].values())
+
+
+def test_eval_without_tasks_says_what_to_give(run_dir, tmp_path, capsys):
+    assert main(["eval", str(run_dir), str(run_dir)]) == 2
+    assert "which tasks?" in capsys.readouterr().err

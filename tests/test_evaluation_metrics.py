@@ -80,19 +80,20 @@ def test_torch_probe_learns_from_a_memory_map_and_chooses_a_weight_decay(tmp_pat
 
 
 def test_image_features_representations():
+    """What evaluation caches per image: the normalised projection and the [CLS] before projection."""
     import flava_kit
-    from flava_kit.data.processor import ImageProcessor
-    from flava_kit.evaluation import image_features
+    from flava_kit.checkpoints.loading import LoadedModel
+    from flava_kit.evaluation.encode import image_representations
     from PIL import Image
 
     torch.manual_seed(0)
-    model = flava_kit.build("flava_tiny")
+    model = flava_kit.build("flava_tiny").eval()
+    loaded = LoadedModel(model, None, model.image_encoder.image_size, 16, source="test")
     images = [Image.new("RGB", (32, 32), c) for c in ("red", "blue", "green")]
-    processor = ImageProcessor(model.image_encoder.image_size, 112)
-    projected = image_features(model, processor, images, batch_size=2)
-    cls = image_features(model, processor, images, batch_size=2, representation="cls")
-    assert projected.shape == (3, model.image_projection.out_features) and torch.allclose(projected.norm(dim=-1), torch.ones(3), atol=1e-5)
-    assert cls.shape == (3, model.image_encoder.hidden_size)
+    pixels = loaded.processor()(images, codebook=False)["pixel_values"]
+    found = {name: torch.from_numpy(value) for name, value in image_representations(loaded, pixels).items()}
+    assert found["projected"].shape == (3, model.image_projection.out_features)
+    assert torch.allclose(found["projected"].norm(dim=-1), torch.ones(3), atol=1e-5)
     with torch.no_grad():
-        expected = model(pixel_values=processor(images, codebook=False)["pixel_values"]).image_embeddings[:, 0]
-    assert torch.allclose(cls, expected, atol=1e-5)
+        expected = model(pixel_values=pixels).image_embeddings[:, 0]
+    assert found["cls"].shape == (3, model.image_encoder.hidden_size) and torch.allclose(found["cls"], expected, atol=1e-5)

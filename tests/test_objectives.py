@@ -144,7 +144,7 @@ def test_a_plugin_objective_trains_from_the_cli_beside_built_ins(tmp_path):
     exe = Path(sys.executable).parent / "flava-kit"
     objectives = ("model.objectives={align: {type: feature_l2, weight: 0.5}, itm: {type: itm, hidden_size: 32}, "
                   "siglip: {type: sigmoid_contrastive, inputs: masked}}")  # fmt: skip
-    command = [str(exe), "pretrain", TINY_RUN, objectives, "train.steps=3", "data.sources.shapes.held_out=0", "--out", str(tmp_path)]
+    command = [str(exe), "pretrain", TINY_RUN, objectives, "train.steps=3", "train.eval=null", "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "losses.csv") as handle:

@@ -26,7 +26,7 @@ def run_python(code: str) -> str:
 def test_plugins_are_discovered_with_provenance():
     entry = registry.entry("encoder", "patch_mlp")
     assert entry.provenance.origin == "plug-in"
-    assert entry.provenance.distribution == DEMO and entry.provenance.version == "0.3.1"
+    assert entry.provenance.distribution == DEMO and entry.provenance.version == "0.4.0"
     assert entry.provenance.module == "flava_kit_demo_plugin.encoders"
     loss = registry.describe("loss", "feature_l2")
     assert loss.provenance.distribution == DEMO

@@ -45,7 +45,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 SOURCES = {
-    "synthetic": "{type: synthetic, size: 64, held_out: 0, image_size: 32}",
+    "synthetic": "{type: synthetic, size: 64, image_size: 32}",
     "manifest": "{type: manifest, path: DATA/pairs.jsonl}",
     "image_folder": "{type: image_folder, root: DATA/images}",
     "labelled_folder": "{type: labelled_folder, root: DATA/labelled}",
@@ -101,7 +101,7 @@ RELATIONS = {
 @pytest.mark.parametrize("relation", list(RELATIONS))
 def test_each_data_setting_follows_the_model_or_is_a_validate_problem(relation, tmp_path, capsys):
     follows, conflicts, paths = RELATIONS[relation]
-    recipe = write(tmp_path, "data:\n  sources: {shapes: {size: 64, held_out: 0}}\n  batch_size: 4\n")
+    recipe = write(tmp_path, "data:\n  sources: {shapes: {size: 64}}\n  batch_size: 4\n")
     code, out = cli(capsys, "validate", recipe, *follows.split())
     assert code == 0, out
     code, out = cli(capsys, "pretrain", recipe, *follows.split(), "train.steps=2", "--out", str(tmp_path / "run"))

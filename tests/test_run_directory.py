@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 TINY = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
 EXE = str(Path(sys.executable).parent / "flava-kit")
-LONG = ["train.steps=60", "train.checkpoint_every=20", "train.log_every=5", "data.sources.shapes.held_out=0"]
+LONG = ["train.steps=60", "train.checkpoint_every=20", "train.log_every=5", "train.eval=null"]
 
 
 def start(out: Path, *extra: str) -> subprocess.Popen:
@@ -91,7 +91,7 @@ def test_metrics_reach_tensorboard_and_system_csv(tmp_path):
     from flava_kit.train.run import pretrain
 
     loggers = "train.loggers={csv: {type: csv}, tb: {type: tensorboard}}"
-    pretrain(TINY, [loggers, "train.steps=4", "train.log_every=2", "data.sources.shapes.held_out=0"], run_dir=tmp_path)
+    pretrain(TINY, [loggers, "train.steps=4", "train.log_every=2", "train.eval=null"], run_dir=tmp_path)
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -131,7 +131,7 @@ def test_a_plugin_logger_is_used_by_name_from_a_recipe(tmp_path):
 
     from flava_kit.train.run import pretrain
 
-    pretrain(TINY, ["train.loggers={lines: {type: jsonl}}", "train.steps=3", "train.log_every=2", "data.sources.shapes.held_out=0"], run_dir=tmp_path)
+    pretrain(TINY, ["train.loggers={lines: {type: jsonl}}", "train.steps=3", "train.log_every=2", "train.eval=null"], run_dir=tmp_path)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(line["step"], line["group"]) for line in lines] == [(1, "train"), (1, "system"), (2, "train"), (2, "system"), (3, "train")]
     assert not (tmp_path / "losses.csv").exists()  # only the loggers the recipe names

@@ -144,7 +144,7 @@ def test_a_plug_in_source_feeds_a_pretraining_run(tmp_path):
     assert registry.describe("source", "word_captions").provenance.distribution == "flava_kit_demo_plugin"
     recipe = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
     overrides = ["data.sources.captions={type: word_captions, words: [red, blue, circle, square], weight: 1.0}",
-                 "data.sources.shapes.held_out=0", "train.record_keys=true", "train.steps=6"]  # fmt: skip
+                 "train.eval=null", "train.record_keys=true", "train.steps=6"]  # fmt: skip
     run = pretrain(recipe, overrides, run_dir=tmp_path)
     keys = [key for step in read_keys(tmp_path).values() for key in step]
     assert run.step == 6 and any(k.startswith("caption-") for k in keys) and any(k.startswith("synthetic/") for k in keys)

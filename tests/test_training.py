@@ -35,19 +35,20 @@ def test_resume_is_bit_exact(tmp_path):
 
 def test_run_directory_holds_what_the_readme_says(tmp_path):
     run = pretrain(TINY, run_dir=tmp_path)
-    assert {"losses.csv", "losses.png", "checkpoints", "tokenizer", "results.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"losses.csv", "losses.png", "checkpoints", "tokenizer", "results.json", "eval"} <= {p.name for p in tmp_path.iterdir()}
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000003", "step-00000006"]
     with open(tmp_path / "losses.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["global_contrastive"] and r["itm"] for r in rows)  # paired batches run the paired objectives
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["held_out_images"] == 48
-    for key in ("zero_shot_acc@5", "zero_shot_mean_per_class_recall", "linear_probe_accuracy", "image_to_text_R@1", "text_to_image_R@1",
-                "shifted_zero_shot_accuracy"):  # fmt: skip
+    details = json.loads((tmp_path / results["eval"] / "results.json").read_text())["results"][tmp_path.name]
+    assert details["zero_shot"]["details"]["images"] == 48 and details["zero_shot"]["details"]["chance"] == pytest.approx(1 / 12)
+    for key in ("zero_shot_acc@5", "zero_shot_mean_per_class_recall", "linear_probe_accuracy", "retrieval_image_to_text_R@1",
+                "retrieval_text_to_image_R@1", "shifted_zero_shot_accuracy"):  # fmt: skip
         assert 0.0 <= results[key] <= 1.0, key
     assert results["zero_shot_acc@5"] >= results["zero_shot_accuracy"]
-    assert 0.0 <= run.metrics["zero_shot_accuracy"] <= 1.0 and run.metrics["chance"] == pytest.approx(1 / 12)
+    assert run.metrics == {k: v for k, v in results.items() if k not in ("step", "skipped_items", "wall_s", "eval")}
     assert (tmp_path / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -95,13 +96,12 @@ def test_warmup_then_cosine():
 
 def test_pretrain_and_eval_from_the_cli(tmp_path, capsys):
     assert main(["pretrain", TINY, "train.steps=3", "--out", str(tmp_path)]) == 0
-    assert "held-out zero-shot accuracy:" in capsys.readouterr().out
+    table = capsys.readouterr().out.split("\nstep 3 in")[0]
+    assert "| zero_shot " in table and "| linear_probe " in table
     saved = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "tokenizer").iterdir()}
     assert main(["eval", str(tmp_path)]) == 0
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "tokenizer").iterdir()} == saved  # read, not rewritten
-    assert "zero-shot accuracy:" in capsys.readouterr().out
-    assert main(["eval", str(tmp_path), "--task", "retrieval"]) == 0
-    assert "image_to_text_R@1:" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith(table)  # the same table the run printed at its end
 
 
 def test_pretrain_recipe_problems_are_reported_before_training(tmp_path, capsys):
@@ -127,18 +127,19 @@ def test_tokenizer_larger_than_the_text_vocabulary_is_named(tmp_path):
 def test_finetuning_a_classifier_from_a_pretraining_run(tmp_path, modality):
     pretrain(TINY, run_dir=tmp_path / "pre")
     overrides = ["model.type=flava_classifier", f"model.modality={modality}", "model.num_classes=12", "data.task=classify", "data.sources.shapes.two_shapes=0",
-                 f"train.init_from={tmp_path / 'pre'}", "train.steps=3"]  # fmt: skip
+                 f"train.init_from={tmp_path / 'pre'}", "train.steps=3",
+                 "train.eval={tasks: {classify: {type: zero_shot_classification, data: {type: synthetic, split: held_out, size: 48, image_size: 32}}}}"]  # fmt: skip
     run = pretrain(TINY, overrides, run_dir=tmp_path / "fine")
     before = last_weights(tmp_path / "pre")
     assert run.model.flava.text_encoder.word_embeddings.weight.shape == before["flava.text_encoder.word_embeddings.weight"].shape
-    assert 0.0 <= run.metrics["accuracy"] <= 1.0 and run.metrics["held_out_images"] == 48
+    assert 0.0 <= run.metrics["classify_accuracy"] <= 1.0 and set(run.metrics) == {"classify_accuracy", "classify_acc@5", "classify_mean_per_class_recall"}
     with open(tmp_path / "fine" / "losses.csv") as handle:
         assert all(row["classification"] for row in csv.DictReader(handle))
 
 
 def test_init_from_copies_the_matching_weights(tmp_path):
     pretrain(TINY, run_dir=tmp_path / "pre")
-    run = pretrain(TINY, ["model.type=flava_classifier", "model.num_classes=12", "data.task=classify", "data.sources.shapes.two_shapes=0",
+    run = pretrain(TINY, ["model.type=flava_classifier", "model.num_classes=12", "data.task=classify", "data.sources.shapes.two_shapes=0", "train.eval=null",
                           f"train.init_from={tmp_path / 'pre'}", "train.lr=0"], run_dir=tmp_path / "fine")  # fmt: skip
     before, after = last_weights(tmp_path / "pre"), run.model.state_dict()
     assert torch.equal(after["flava.image_encoder.pos_embed"], before["flava.image_encoder.pos_embed"])  # lr 0: untouched
@@ -171,7 +172,7 @@ def test_activation_checkpointing_reaches_every_encoder_and_fusion(image_encoder
 
     monkeypatch.setattr(transformer, "checkpoint", torch_checkpoint.checkpoint)
     run = pretrain(TINY, [f"model.image_encoder={image_encoder}", "train.activation_checkpointing=true", "train.steps=1",
-                          "data.sources.shapes.held_out=0"], run_dir=tmp_path)  # fmt: skip
+                          "train.eval=null"], run_dir=tmp_path)  # fmt: skip
     image = run.model.flava.image_encoder
     assert getattr(getattr(image, "vit", None), "grad_checkpointing", None) or image.encoder.gradient_checkpointing
     assert run.model.flava.fusion.encoder.gradient_checkpointing and calls
@@ -197,7 +198,7 @@ def test_the_same_seed_gives_bit_identical_runs_in_fresh_processes(tmp_path):
         done = subprocess.run([cli, "pretrain", TINY, f"data.seed={seed}", "--out", str(tmp_path / name)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         runs[name] = tmp_path / name
-    assert "held-out zero-shot accuracy:" in done.stdout and " min " in done.stdout and "losses.csv" in done.stdout
+    assert "| zero_shot " in done.stdout and "accuracy ↑" in done.stdout and " min " in done.stdout and "losses.csv" in done.stdout
     (a, b, other) = ((runs[n] / "losses.csv").read_bytes() for n in ("a", "b", "other"))
     assert a == b and a != other
     wa, wb = last_weights(runs["a"]), last_weights(runs["b"])

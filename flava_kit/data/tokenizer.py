@@ -44,3 +44,13 @@ def word_starts(encoded: Any) -> torch.Tensor:
         ids = encoded.word_ids(row)
         rows.append([w is not None and (j == 0 or ids[j - 1] != w) for j, w in enumerate(ids)])
     return torch.tensor(rows, dtype=torch.bool)
+
+
+def run_tokenizer(path: str | None, directory: str | Path | None = None) -> Any:
+    """The local tokenizer at ``path``, or, without one, one built from the synthetic dataset's
+    vocabulary (saved in ``directory`` if given, so a run's tokenizer travels with it)."""
+    from flava_kit.data.synthetic import vocabulary
+
+    if path:
+        return load_tokenizer(path)
+    return tokenizer_from_words(vocabulary(), directory)

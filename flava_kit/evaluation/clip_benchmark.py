@@ -3,9 +3,13 @@
 
     model, transform, tokenizer = load_for_clip_benchmark("runs/demo")
     dataset = torchvision.datasets.ImageFolder("my_photos/", transform=transform)
-    from clip_benchmark.metrics import zeroshot_classification
-    zeroshot_classification.evaluate(model, DataLoader(dataset, batch_size=64), tokenizer, classnames,
-                                     ["a photo of a {c}."], device="cpu", amp=False)
+    from clip_benchmark.metrics import zeroshot_classification as zs
+    classifier = zs.zero_shot_classifier(model, tokenizer, dataset.classes, ["a photo of a {c}."], "cpu", amp=False)
+    logits, target = zs.run_classification(model, classifier, DataLoader(dataset, batch_size=64), "cpu", amp=False)
+
+(clip-benchmark 1.6.2's top-level ``evaluate`` calls ``float()`` on a one-element array, which
+NumPy 2.4 refuses; its classifier and classification loop work.) ``flava-kit eval RUN --data DIR``
+gives the same numbers (``benchmarks/eval_vs_clip_benchmark.py`` checks it).
 
 Install the extra: ``pip install 'flava_kit[clip-benchmark]'``.
 """
@@ -49,8 +53,9 @@ def clip_benchmark_triple(model: nn.Module, processor: Any, tokenizer: Any, text
 
 
 def load_for_clip_benchmark(run: str) -> tuple[ClipBenchmarkModel, Callable, Callable]:
-    """A run's latest checkpoint as clip-benchmark's (model, transform, tokenizer), on the run's device."""
-    from flava_kit.evaluation.runs import load_run
+    """A run's latest checkpoint (or any model :func:`~flava_kit.checkpoints.loading.load_model` reads)
+    as clip-benchmark's (model, transform, tokenizer), on the CPU."""
+    from flava_kit.checkpoints.loading import load_model
 
-    model, data, tokenizer = load_run(run)
-    return clip_benchmark_triple(model, data.processor(), tokenizer, data.text_length)
+    loaded = load_model(run)
+    return clip_benchmark_triple(loaded.model, loaded.processor(), loaded.tokenizer, loaded.text_length)

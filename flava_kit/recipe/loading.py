@@ -76,7 +76,7 @@ def find_recipe(ref: str, relative_to: Path | None) -> Path | None:
     """A shipped short name, or a path (relative to the referring file, else to the cwd)."""
     candidates = []
     if "/" not in ref and not ref.endswith((".yaml", ".yml")):
-        candidates.append(SHIPPED_DIR / f"{ref}.yaml")
+        candidates += [SHIPPED_DIR / f"{ref}.yaml", SHIPPED_DIR / "eval" / f"{ref}.yaml"]
     base = relative_to.parent if relative_to else Path.cwd()
     candidates += [base / ref, Path(ref)]
     return next((c.resolve() for c in candidates if c.is_file()), None)

@@ -16,9 +16,10 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from flava_kit.checkpoints.run_dir import LATEST, RECIPE, WEIGHTS, latest_checkpoint, load_weights, read_weights
 from flava_kit.errors import CheckpointError
 
-WEIGHTS, STATE, RECIPE, LATEST = "model.safetensors", "trainer_state.pt", "recipe.yaml", "latest"
+STATE = "trainer_state.pt"
 
 
 def save_checkpoint(run_dir: Path, step: int, weights: dict, optimizer_state: dict, scheduler: Any, recipe: dict, keep: int,
@@ -60,25 +61,6 @@ def fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint the ``latest`` pointer names, if any."""
-    pointer = Path(run_dir) / "checkpoints" / LATEST
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
-    return path
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's weights, or an error naming the file."""
-    try:
-        return load_file(Path(path) / WEIGHTS)
-    except Exception as exc:
-        raise CheckpointError(f"{Path(path) / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
-
-
 def read_state(path: Path) -> dict:
     """A checkpoint's trainer state (step, optimizer, scheduler, RNG), or an error naming the file."""
     try:
@@ -87,14 +69,6 @@ def read_state(path: Path) -> dict:
                 "cuda_rng": state.get("cuda_rng", []), "data": state.get("data")}  # fmt: skip
     except Exception as exc:
         raise CheckpointError(f"{Path(path) / STATE}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
-
-
-def load_weights(path: Path, model: torch.nn.Module) -> None:
-    """Load a checkpoint's weights into ``model`` (strict)."""
-    try:
-        model.load_state_dict(read_weights(path), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{Path(path) / WEIGHTS} does not match the model: {exc}") from exc
 
 
 def load_matching_weights(path: str | Path, model: torch.nn.Module) -> tuple[list[str], list[str]]:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from flava_kit.constraints import Probability, Size, Steps
 from flava_kit.contracts import ImageMasking, MetricLogger, Source, TextMasking
+from flava_kit.data.tokenizer import run_tokenizer
 
 
 class DataConfig:
@@ -114,11 +115,6 @@ class DataConfig:
             model = f" (model.image_encoder: image_size {size}, patch size {size // grid[0]})" if size else ""
             raise BuildError(f"data.image_masking.grid: {exc}{model}", "data.image_masking.grid") from None
 
-    def held_out(self) -> Any | None:
-        """The held-out images of the first synthetic source that has them (for zero-shot evaluation), or None."""
-        held_out = (source.held_out() for source in self.sources.values() if hasattr(source, "held_out"))
-        return next((images for images in held_out if images is not None), None)
-
     def tokenizer(self, directory: str | Path | None) -> Any:
         """The run's tokenizer (see :func:`run_tokenizer`), saved in ``directory`` if given."""
         return run_tokenizer(self.tokenizer_path, directory)
@@ -144,17 +140,6 @@ class DataConfig:
         )  # fmt: skip
 
 
-def run_tokenizer(path: str | None, directory: str | Path | None = None) -> Any:
-    """The local tokenizer at ``path``, or, without one, one built from the synthetic dataset's
-    vocabulary (saved in ``directory`` if given, so a run's tokenizer travels with it)."""
-    from flava_kit.data.synthetic import vocabulary
-    from flava_kit.data.tokenizer import load_tokenizer, tokenizer_from_words
-
-    if path:
-        return load_tokenizer(path)
-    return tokenizer_from_words(vocabulary(), directory)
-
-
 class TrainConfig:
     """How to train: AdamW (no weight decay on norms and biases), linear warm-up then cosine decay,
     gradient clipping and accumulation, a checkpoint every ``checkpoint_every`` steps (the last
@@ -169,13 +154,21 @@ class TrainConfig:
     or checkpoint) starts from its weights where names and shapes match, e.g. a classifier from a
     pretraining run. Under ``torchrun`` the model is replicated (DDP), or sharded with ``fsdp``
     (FSDP2; checkpoints stay whole). ``loggers`` defaults to ``{csv: {type: csv}}``.
-    ``record_keys`` writes the keys of every step's items to ``samples/rank-R.jsonl``.
+    ``record_keys`` writes the keys of every step's items to ``samples/rank-R.jsonl``. ``eval`` is
+    the eval recipe (a shipped name such as ``eval_shapes``, a path, or an inline mapping with
+    ``tasks``) the finished run is evaluated with, by the same runner as ``flava-kit eval RUN``:
+    its table is ``results.json``; null evaluates nothing.
     """
 
     @staticmethod
     def recipe_checks(node: dict, path: tuple, recipe: dict):
-        """``activation_checkpointing`` must reach every encoder and fusion: each must have
+        """``eval`` must name an eval recipe that exists; ``activation_checkpointing`` must reach every encoder and fusion: each must have
         ``set_gradient_checkpointing`` (see the encoder and fusion contracts), never be skipped silently."""
+        if isinstance(node.get("eval"), str):
+            from flava_kit.recipe.loading import find_recipe
+
+            if find_recipe(node["eval"], None) is None:
+                yield (path + ("eval",), f"cannot find eval recipe '{node['eval']}'", "a shipped eval recipe (eval_shapes) or a path")
         if not node.get("activation_checkpointing"):
             return
         from flava_kit.registry import registry
@@ -209,6 +202,7 @@ class TrainConfig:
         fsdp: bool = False,
         record_keys: bool = False,
         loggers: dict[str, MetricLogger] | None = None,
+        eval: str | dict | None = None,
     ):
         self.steps, self.lr, self.weight_decay, self.warmup_steps, self.betas = steps, lr, weight_decay, warmup_steps, tuple(betas)
         self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
@@ -220,4 +214,4 @@ class TrainConfig:
             from flava_kit.train.loggers import CsvLogger
 
             loggers = {"csv": CsvLogger()}
-        self.loggers = loggers
+        self.loggers, self.eval = loggers, eval

@@ -1,4 +1,4 @@
-"""Where and in what precision a run computes: the only module that names a device."""
+"""Where and in what precision a run computes (with :mod:`flava_kit.devices`, the only modules that name a device)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,9 @@ from typing import Any
 
 import torch
 
-from flava_kit.errors import FlavaKitError
+from flava_kit.devices import resolve_device
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``; a CUDA run takes its local rank's GPU.
-
-    Asking for ``cuda`` where PyTorch sees no GPU is an error that says so.
-    """
-    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise FlavaKitError(
-            "train.device is 'cuda', but PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False"
-            f"{'; this torch build has no CUDA' if torch.version.cuda is None else ''}): "
-            "set train.device=cpu, or train.device=auto to use a GPU only where there is one"
-        )
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    torch.cuda.set_device(device)
-    return device
 
 
 def process_group_backend(device: torch.device) -> str:

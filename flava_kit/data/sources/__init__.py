@@ -2,7 +2,8 @@
 
 See :class:`flava_kit.contracts.Source` for what a source is. Built in: ``synthetic`` (the
 embedded shapes), ``manifest`` (JSONL/CSV image-text pairs), ``image_folder``, ``labelled_folder``,
-``text_lines``, ``webdataset`` (tar shards) and ``hf_dataset`` (a saved HF dataset).
+``text_lines``, ``webdataset`` (tar shards), ``hf_dataset`` (a saved HF dataset) and ``shifted_shapes``
+(the synthetic classes drawn by another routine, for evaluation).
 """
 
 from flava_kit.data.sources.base import Broken, DataError, IndexedSource
@@ -11,9 +12,10 @@ from flava_kit.data.sources.image_folder import ImageFolder
 from flava_kit.data.sources.labelled_folder import LabelledImageFolder
 from flava_kit.data.sources.manifest import ImageTextManifest
 from flava_kit.data.sources.sharded import ShardedSource
+from flava_kit.data.sources.shifted_shapes import ShiftedShapesSource
 from flava_kit.data.sources.synthetic import SyntheticSource
 from flava_kit.data.sources.text_lines import TextLines
 from flava_kit.data.sources.webdataset import WebDatasetSource
 
 __all__ = ["Broken", "DataError", "IndexedSource", "ShardedSource", "hf_dataset", "ImageFolder", "LabelledImageFolder",
-           "ImageTextManifest", "SyntheticSource", "TextLines", "WebDatasetSource"]  # fmt: skip
+           "ImageTextManifest", "ShiftedShapesSource", "SyntheticSource", "TextLines", "WebDatasetSource"]  # fmt: skip

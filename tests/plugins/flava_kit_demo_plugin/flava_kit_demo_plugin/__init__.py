@@ -1,1 +1,1 @@
-"""A small plug-in for flava_kit: an image encoder and a loss, declared through entry points."""
+"""A small plug-in for flava_kit: an image encoder, a loss, a logger, a source and an evaluation task, declared through entry points."""

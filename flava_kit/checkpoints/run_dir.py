@@ -1,0 +1,41 @@
+"""A run directory's checkpoints as training writes them, read back (by training to resume, and by
+evaluation and fine-tuning to use): ``checkpoints/latest`` names the newest ``step-N`` folder, which
+holds ``model.safetensors`` and the resolved ``recipe.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from flava_kit.errors import CheckpointError
+
+WEIGHTS, RECIPE, LATEST = "model.safetensors", "recipe.yaml", "latest"
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint the ``latest`` pointer names, if any."""
+    pointer = Path(run_dir) / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
+    return path
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, or an error naming the file."""
+    try:
+        return load_file(Path(path) / WEIGHTS)
+    except Exception as exc:
+        raise CheckpointError(f"{Path(path) / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load a checkpoint's weights into ``model`` (strict)."""
+    try:
+        model.load_state_dict(read_weights(path), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{Path(path) / WEIGHTS} does not match the model: {exc}") from exc

@@ -1,0 +1,99 @@
+"""One pass over a data source, in a fixed order, as batches of model inputs (in DataLoader workers).
+
+Training reads sources forever, shuffled; evaluation reads every item once. Each raw item has an
+*order*, ``(shard, position)`` (``(0, index)`` for sources with random access), so features are
+stored in the source's own order however many workers read it, and an interrupted pass resumes by
+skipping the orders already done without decoding them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from flava_kit.data.sources import DataError
+from flava_kit.data.sources.base import Broken
+from flava_kit.errors import FlavaKitError
+
+
+def raw_items(source: Any, worker: int = 0, workers: int = 1) -> Iterator[tuple[tuple[int, int], Any]]:
+    """``(order, raw)`` of this worker's share of one pass: items ``worker::workers`` of a source with
+    random access, shards ``worker::workers`` of a sharded one (each in its stored order, unshuffled);
+    any other source is read by worker 0 through ``samples`` until its position starts a second epoch
+    (or, without an ``epoch`` in its positions, for ``len(source)`` items)."""
+    if hasattr(source, "read") and hasattr(source, "__len__"):
+        for index in range(worker, len(source), workers):
+            yield (0, index), index
+    elif hasattr(source, "shards") and hasattr(source, "read_shard"):
+        for shard in range(worker, len(source.shards), workers):
+            for position, raw in enumerate(source.read_shard(source.shards[shard])):
+                yield (shard, position), raw
+    elif worker == 0:
+        length = len(source) if hasattr(source, "__len__") else None
+        for count, (raw, position) in enumerate(source.samples(0, 1, 0)):
+            if position.get("epoch", 0) > 0 or (length is not None and count >= length):
+                return
+            if "epoch" not in position and length is None:
+                raise FlavaKitError(f"{type(source).__name__}: cannot tell where one pass over it ends (no epoch in its positions, no __len__)")
+            yield (0, count), raw
+
+
+class EncodingInputs(IterableDataset):
+    """Batches of one pass: ``orders`` ``[B, 2]``, ``keys``, ``labels`` (-1 where none), ``skipped``
+    (orders of broken items) and, per modality asked, ``pixel_values`` or ``input_ids`` and
+    ``attention_mask``. Orders in ``done`` are skipped without decoding (a resumed pass)."""
+
+    def __init__(self, source: Any, modalities: set[str], processor: Any, tokenizer: Any, text_length: int, batch_size: int,
+                 done: set[tuple[int, int]] | None = None, where: str = "data"):  # fmt: skip
+        self.source, self.modalities, self.processor, self.tokenizer = source, modalities, processor, tokenizer
+        self.text_length, self.batch_size, self.done, self.where = text_length, batch_size, done or set(), where
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        items, orders, skipped = [], [], []
+        for order, raw in raw_items(self.source, worker, workers):
+            if order in self.done:
+                continue
+            item = self._decode(raw)
+            if item is None:
+                skipped.append(order)
+                continue
+            items.append(item)
+            orders.append(order)
+            if len(items) == self.batch_size:
+                yield self._batch(items, orders, skipped)
+                items, orders, skipped = [], [], []
+        if items or skipped:
+            yield self._batch(items, orders, skipped)
+
+    def _decode(self, raw: Any) -> dict | None:
+        if isinstance(raw, Broken):
+            return None
+        try:
+            item = self.source.decode(raw)
+        except DataError:
+            return None  # counted as skipped, as training counts it
+        for modality in self.modalities:
+            if modality not in item:
+                raise FlavaKitError(f"{self.where}: item {item.get('key')} has no {modality}, and a task here reads its {modality} features")
+        return item
+
+    def _batch(self, items: list[dict], orders: list, skipped: list) -> dict:
+        batch = {"orders": torch.tensor(orders, dtype=torch.long).view(-1, 2), "keys": [str(item["key"]) for item in items],
+                 "labels": torch.tensor([int(item.get("label", -1)) for item in items], dtype=torch.long),
+                 "skipped": torch.tensor(skipped, dtype=torch.long).view(-1, 2)}  # fmt: skip
+        if items and "image" in self.modalities:
+            batch["pixel_values"] = self.processor([item["image"] for item in items], codebook=False)["pixel_values"]
+        if items and "text" in self.modalities:
+            encoded = self.tokenizer([item["text"] for item in items], padding="max_length", truncation=True, max_length=self.text_length,
+                                     return_tensors="pt")  # fmt: skip
+            batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
+        return batch
+
+
+def encoding_batches(inputs: EncodingInputs, workers: int) -> DataLoader:
+    """The pass's batches, read by ``workers`` DataLoader processes (0: in this process)."""
+    return DataLoader(inputs, batch_size=None, num_workers=workers, persistent_workers=False)

@@ -1,0 +1,112 @@
+"""What a task reads and returns: :class:`Features` of a dataset, :class:`TaskInputs`, :class:`TaskResult`.
+
+The contract itself (``needs``, ``run``, ``version``) is :class:`flava_kit.contracts.Task`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from flava_kit.errors import FlavaKitError
+
+MODALITIES = ("image", "text")
+
+
+@dataclass
+class Features:
+    """One model's features of one dataset in one modality, row ``i`` for the dataset's item ``i``
+    (in the source's own order).
+
+    ``representations`` maps a name to an ``[N, D]`` float32 array, usually memory-mapped from the
+    feature cache (so a task reads rows, not the whole file): ``projected`` (the L2-normalised
+    contrastive projection, what zero-shot and retrieval compare), ``cls`` (the encoder's [CLS]
+    state before any projection, what the FLAVA paper's probes read) and, for a fine-tuned
+    classifier, ``logits``. ``labels`` is ``[N]`` int64, -1 where an item has none.
+    """
+
+    representations: dict[str, np.ndarray]
+    labels: np.ndarray
+    keys: list[str]
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def tensor(self, representation: str) -> torch.Tensor:
+        """One representation as a tensor sharing the array's memory (no copy of a memory map)."""
+        if representation not in self.representations:
+            raise FlavaKitError(f"no '{representation}' features; there are {', '.join(self.representations)}")
+        return torch.from_numpy(np.asarray(self.representations[representation]))
+
+    def labelled(self, where: str) -> torch.Tensor:
+        """The labels as a tensor, or an error (naming ``where``) when some item has none."""
+        labels = torch.from_numpy(np.asarray(self.labels))
+        if len(labels) == 0 or bool((labels < 0).any()):
+            missing = int((labels < 0).sum())
+            raise FlavaKitError(f"{where}: {missing} of {len(labels)} items have no label (a class task needs a label on every item)")
+        return labels
+
+
+@dataclass
+class TaskInputs:
+    """What :meth:`Task.run` gets: features by (role, modality), the built sources by role, and
+    ``encode_texts(texts) -> [N, D]`` normalised text features of the model under evaluation
+    (class prompts). ``model_kind`` is ``"flava"`` or ``"classifier"`` (a fine-tuned classifier,
+    whose image features include ``logits``)."""
+
+    features_of: Callable[[str, str], Features]
+    sources: dict[str, Any]
+    encode_texts: Callable[[Sequence[str]], torch.Tensor]
+    model_kind: str = "flava"
+
+    def features(self, role: str, modality: str = "image") -> Features:
+        """The features of the dataset in ``role`` (one of the task's source parameters)."""
+        return self.features_of(role, modality)
+
+    def source(self, role: str) -> Any:
+        """The built source in ``role``."""
+        return self.sources[role]
+
+    def class_names(self, role: str = "data", given: Sequence[str] | str | None = None) -> list[str]:
+        """Class names: ``given`` (a list, or a file with one name per line), else the source's own
+        ``class_names`` (a labelled folder's subfolders, the synthetic classes), else an error."""
+        if isinstance(given, str):
+            path = Path(given)
+            if not path.is_file():
+                raise FlavaKitError(f"class_names: {path} is not a file (one class name per line)")
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if given:
+            return list(given)
+        names = getattr(self.sources[role], "class_names", None)
+        if not names:
+            raise FlavaKitError(f"{role}: this source has no class names: set the task's class_names (a list, or a file with one per line)")
+        return list(names)
+
+
+@dataclass
+class TaskResult:
+    """A task's answer: ``metrics`` (name -> float; higher is better unless named in
+    ``lower_is_better``), JSON-able ``details`` (per-class tables, confusion matrices, chosen
+    hyper-parameters) and ``pictures`` (file name -> a function that draws into that path)."""
+
+    metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+    pictures: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
+    lower_is_better: set[str] = field(default_factory=set)
+
+
+def split_rows(count: int, train_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows) of a seeded permutation of ``range(count)``: a split of one dataset
+    when a task is given no separate training set."""
+    if not 0 < train_share < 1:
+        raise FlavaKitError(f"train_share {train_share}: expected a share between 0 and 1")
+    order = np.random.default_rng(seed).permutation(count)
+    cut = int(round(count * train_share))
+    if cut == 0 or cut == count:
+        raise FlavaKitError(f"{count} items cannot be split {train_share:.2f} / {1 - train_share:.2f} into two non-empty parts")
+    return np.sort(order[:cut]), np.sort(order[cut:])
