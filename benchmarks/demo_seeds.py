@@ -35,6 +35,7 @@ def run(recipe: str, seed: int, out: Path) -> dict:
     wall = time.perf_counter() - start
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    (run_dir / "stdout.txt").write_text(done.stdout)  # the summary the run printed, as a user sees it
     return {**json.loads((run_dir / "results.json").read_text()), "wall_s": wall}
 
 

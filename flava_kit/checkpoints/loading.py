@@ -94,7 +94,7 @@ def _spec(reference: str | dict) -> dict:
     if (path / "config.json").is_file():
         return {"hf": reference}
     if path.is_dir():
-        raise FlavaKitError(f"{path}: neither a run directory (no checkpoints/) nor an HF FLAVA directory (no config.json)")
+        raise FlavaKitError(f"{path}: no checkpoint to evaluate (no {path / 'checkpoints'}), and not an HF FLAVA directory (no config.json)")
     return {"recipe": reference}
 
 

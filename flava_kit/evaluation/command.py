@@ -81,6 +81,9 @@ def run_eval_command(targets: Sequence[str], recipe: str | dict | None = None, d
     single_run = len(models) == 1 and (Path(models[0]) / "checkpoints").is_dir()
     chosen = recipes[0] if recipes else inline
     if chosen is None:
+        if len(models) == 1 and not single_run:
+            raise FlavaKitError(f"{models[0]}: no checkpoint to evaluate (expected {Path(models[0]) / 'checkpoints'}), so no eval recipe "
+                                "named by a run either: give one (--recipe, a file, --data or --manifest)")  # fmt: skip
         if not single_run:
             raise FlavaKitError("which tasks? give an eval recipe (--recipe eval_shapes, or a file), --data FOLDER or --manifest FILE")
         chosen = run_eval_recipe(models[0])
