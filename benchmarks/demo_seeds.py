@@ -29,7 +29,8 @@ COLUMNS = {
 def run(recipe: str, seed: int, out: Path) -> dict:
     """One pretraining run in a fresh process; its results.json plus the wall time."""
     run_dir = out / f"{recipe}-seed{seed}"
-    command = ["flava-kit", "pretrain", recipe, f"data.seed={seed}", "--out", str(run_dir)]
+    beside = Path(sys.executable).parent / "flava-kit"  # this environment's console script, PATH or not
+    command = [str(beside) if beside.is_file() else "flava-kit", "pretrain", recipe, f"data.seed={seed}", "--out", str(run_dir)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start

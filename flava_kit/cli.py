@@ -84,8 +84,19 @@ def _print_notes(notes: list[str]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
+    from flava_kit.evaluation.recipe import build_tasks, is_eval_recipe, load_eval_recipe
     from flava_kit.recipe import load_recipe
 
+    if is_eval_recipe(args.recipe):  # its tasks built for real: every source opened, as training's validation does
+        import yaml
+
+        evaluation = load_eval_recipe(args.recipe, args.overrides, require_models=False)
+        build_tasks(evaluation)
+        if args.resolved:
+            print(yaml.safe_dump(evaluation.data, sort_keys=False), end="")
+        else:
+            out.print(f"{args.recipe}: valid", markup=False)
+        return
     recipe = load_recipe(args.recipe, args.overrides)
     _print_notes(recipe.notes)
     if args.resolved:

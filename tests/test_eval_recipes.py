@@ -178,3 +178,13 @@ def test_nothing_in_evaluation_imports_train():
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.startswith("flava_kit.train") for n in names), f"{path} imports {names}"
+
+
+def test_validate_takes_eval_recipes_and_opens_their_sources(tmp_path, capsys):
+    code, out, err = run(capsys, "validate", "eval_shapes")
+    assert code == 0 and "eval_shapes: valid" in out
+    recipe = recipe_file(tmp_path, f"tasks:\n  photos: {{type: knn, data: {{type: labelled_folder, root: {tmp_path}/nowhere}}}}\n")
+    code, out, err = run(capsys, "validate", recipe)
+    assert code == 2 and "tasks.photos" in err and "nowhere: no such image folder" in err
+    code, out, err = run(capsys, "validate", "eval_shapes", "--resolved")
+    assert code == 0 and "split: held_out" in out and "batch_size: 64" in out

@@ -71,8 +71,10 @@ class EvalRecipe:
         return EvalSettings(**self.settings)
 
 
-def load_eval_recipe(source: str | Path | Mapping, overrides: Iterable[str] = (), models: Mapping[str, Any] | None = None) -> EvalRecipe:
-    """Resolve and validate an eval recipe (``models`` given here replace the recipe's own); raise
+def load_eval_recipe(source: str | Path | Mapping, overrides: Iterable[str] = (), models: Mapping[str, Any] | None = None,
+                     require_models: bool = True) -> EvalRecipe:  # fmt: skip
+    """Resolve and validate an eval recipe (``models`` given here replace the recipe's own; without
+    ``require_models`` it may name none, as when validating one meant for models given later); raise
     :class:`~flava_kit.errors.RecipeError` listing every problem, each with its path and origin."""
     tree = tree_from(source)
     problems = [p for p in (apply_override(tree, o) for o in overrides) if p is not None]
@@ -93,7 +95,7 @@ def load_eval_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()
     settings = validator.params(data.get("settings") or {}, ("settings",), EvalSettings, "section 'settings'", typed=False)
     chosen = dict(models) if models else data.get("models") or {}
     resolved_models = {}
-    if not isinstance(chosen, dict) or not chosen:
+    if not isinstance(chosen, dict) or (not chosen and require_models):
         validator.problem(("models",), "no model to evaluate", expected="models: {NAME: RUN_DIR}, or models on the command line")
     else:
         for name, reference in chosen.items():
@@ -153,3 +155,12 @@ def build_tasks(recipe: EvalRecipe) -> dict[str, Any]:
     if problems:
         raise RecipeError(problems)
     return built
+
+
+def is_eval_recipe(source: str | Path) -> bool:
+    """Whether ``source`` (a path or shipped name) is an eval recipe (``tasks``, no ``model``)."""
+    try:
+        data = tree_from(source).data
+    except RecipeError:
+        return False
+    return "tasks" in data and "model" not in data

@@ -16,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from flava_kit.checkpoints.run_dir import LATEST, RECIPE, WEIGHTS, latest_checkpoint, load_weights, read_weights
+from flava_kit.checkpoints.run_dir import LATEST, RECIPE, WEIGHTS, latest_checkpoint
 from flava_kit.errors import CheckpointError
 
 STATE = "trainer_state.pt"

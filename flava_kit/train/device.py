@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 from typing import Any
 
 import torch
 
-from flava_kit.devices import resolve_device
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -13,7 +13,8 @@ import torch
 import torch.distributed as dist
 
 from flava_kit.errors import Problem, RecipeError
-from flava_kit.train.device import process_group_backend, resolve_device
+from flava_kit.devices import resolve_device
+from flava_kit.train.device import process_group_backend
 from flava_kit.recipe import build, build_section, load_recipe
 
 

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from flava_kit.data.batches import loader_batches
 from flava_kit.errors import CheckpointError
-from flava_kit.train.checkpoint import latest_checkpoint, load_weights, read_state, read_weights, save_checkpoint
+from flava_kit.checkpoints.run_dir import latest_checkpoint, load_weights, read_weights
+from flava_kit.train.checkpoint import read_state, save_checkpoint
 from flava_kit.train.config import TrainConfig
 from flava_kit.train.data_state import DataState, KeyRecorder
 from flava_kit.train.device import autocast, grad_scaler, peak_memory_mib, to_device
