@@ -228,17 +228,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from flava_kit.checkpoints.loading import load_model
-    from flava_kit.devices import resolve_device
-    from flava_kit.evaluation.embed import embed, write_embeddings
-    from flava_kit.evaluation.items import read_items
+    from flava_kit.evaluation.embed import embed_items
 
-    loaded = load_model(args.run, resolve_device("auto"))
-    keys, images, texts, skipped = read_items(images=args.images, manifest=args.manifest, texts=args.texts)
-    embeddings = embed(loaded.model, loaded.processor(), loaded.tokenizer, images, texts, text_length=loaded.text_length, batch_size=args.batch_size)
-    files = write_embeddings(embeddings, keys, args.out, args.format)
-    shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in embeddings.items())
-    out.print(f"wrote {', '.join(str(f) for f in files)}: {shapes}" + (f"; skipped {skipped} unreadable items" if skipped else ""), markup=False)
+    files, shapes, skipped = embed_items(args.run, args.out, args.format, args.batch_size, images=args.images, manifest=args.manifest,
+                                         texts=args.texts)  # fmt: skip
+    described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+    out.print(f"wrote {', '.join(str(f) for f in files)}: {described}" + (f"; skipped {skipped} unreadable items" if skipped else ""), markup=False)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from flava_kit.errors import FlavaKitError
-from flava_kit.evaluation.features import image_features, text_features
+
+SOURCES = {"images": ("image_folder", "root", {"image"}), "manifest": ("manifest", "path", {"image", "text"}),
+           "texts": ("text_lines", "path", {"text"})}  # fmt: skip
+"""What each ``flava-kit embed`` input is read as: (source type, its path parameter, the embeddings written)."""
 
 
-def embed(model: Any, processor: Any, tokenizer: Any, images: Sequence[Any] | None, texts: Sequence[str] | None,
-          text_length: int = 32, batch_size: int = 64) -> dict[str, torch.Tensor]:  # fmt: skip
-    """``{"image": [N, D], "text": [N, D]}`` for whichever inputs are given (batches, no_grad, the model's device)."""
-    embeddings = {}
-    if images is not None:
-        embeddings["image"] = image_features(model, processor, images, batch_size=batch_size)
-    if texts is not None:
-        embeddings["text"] = text_features(model, tokenizer, texts, text_length, batch_size=batch_size)
-    return embeddings
+def embed_items(model: str, out: str | Path, format: str = "safetensors", batch_size: int = 64, workers: int = 0,
+                **given: str | None) -> tuple[list[Path], dict[str, tuple[int, ...]], int]:  # fmt: skip
+    """Embed the one input given (``images``, ``manifest`` or ``texts``: see :data:`SOURCES`) with
+    ``model`` (anything :func:`~flava_kit.checkpoints.loading.load_model` reads), streamed and cached
+    as evaluation does; returns (files written, each embedding's shape, unreadable items skipped)."""
+    from flava_kit.checkpoints.loading import load_model
+    from flava_kit.devices import resolve_device
+    from flava_kit.evaluation.cache import default_cache_dir
+    from flava_kit.evaluation.encode import dataset_features
+    from flava_kit.recipe import build_node
+
+    chosen = [name for name, value in given.items() if value is not None]
+    if len(chosen) != 1 or chosen[0] not in SOURCES:
+        raise FlavaKitError("give exactly one of: an image folder, a manifest, a text file")
+    kind, parameter, modalities = SOURCES[chosen[0]]
+    loaded = load_model(model, resolve_device("auto"))  # the model first: a wrong run directory is the first thing said
+    node = {"type": kind, parameter: given[chosen[0]]}
+    source = build_node(node, kind="source", path=chosen[0])
+    features, _ = dataset_features(loaded, source, node, modalities, default_cache_dir(), batch_size, workers, where=chosen[0])
+    keys = next(iter(features.values())).keys
+    if not keys:
+        raise FlavaKitError(f"{given[chosen[0]]}: no readable item ({next(iter(features.values())).skipped} unreadable)")
+    embeddings = {modality: value.tensor("projected") for modality, value in features.items()}
+    files = write_embeddings(embeddings, keys, out, format)
+    return files, {name: tuple(value.shape) for name, value in embeddings.items()}, next(iter(features.values())).skipped
 
 
 def write_embeddings(embeddings: dict[str, torch.Tensor], keys: Sequence[str], out: str | Path, format: str = "safetensors") -> list[Path]:

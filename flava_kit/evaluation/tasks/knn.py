@@ -10,8 +10,8 @@ from pydantic import Field
 
 from flava_kit.contracts import Source
 from flava_kit.errors import FlavaKitError
-from flava_kit.evaluation.tasks.base import TaskInputs, TaskResult, split_rows
-from flava_kit.evaluation.tasks.linear_probe import Rows, Share, labelled_rows
+from flava_kit.evaluation.tasks.base import TaskInputs, TaskResult
+from flava_kit.evaluation.tasks.linear_probe import Rows, Share, train_and_test
 from flava_kit.registry import register
 
 TEST_CHUNK, TRAIN_CHUNK = 1024, 8192
@@ -67,14 +67,7 @@ class KNearestNeighbours:
 
     def run(self, inputs: TaskInputs) -> TaskResult:
         """Classify every test row by its neighbours among the training rows."""
-        test = inputs.features("data", "image")
-        if self.train is None:
-            train_rows, test_rows = split_rows(len(test), self.train_share, self.seed)
-            train_x, train_y = labelled_rows(test, self.representation, "data", train_rows)
-            test_x, test_y = labelled_rows(test, self.representation, "data", test_rows)
-        else:
-            train_x, train_y = labelled_rows(inputs.features("train", "image"), self.representation, "train")
-            test_x, test_y = labelled_rows(test, self.representation, "data")
+        train_x, train_y, test_x, test_y = train_and_test(inputs, self.train is not None, self.train_share, self.seed, self.representation)
         if self.k > len(train_y):
             raise FlavaKitError(f"knn: k = {self.k} neighbours, but there are only {len(train_y)} training items")
         similarities, neighbours = nearest(test_x, train_x, self.k)

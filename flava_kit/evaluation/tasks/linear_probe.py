@@ -51,6 +51,16 @@ def labelled_rows(features: Features, representation: str, role: str, rows: np.n
     return Rows(features.representations[representation], rows), labels if rows is None else labels[torch.from_numpy(rows)]
 
 
+def train_and_test(inputs: TaskInputs, has_train: bool, train_share: float, seed: int, representation: str) -> tuple:
+    """(train rows, train labels, test rows, test labels): ``train``'s images against ``data``'s, or,
+    without a ``train`` source, a seeded ``train_share`` split of ``data``."""
+    test = inputs.features("data", "image")
+    if not has_train:
+        train_rows, test_rows = split_rows(len(test), train_share, seed)
+        return (*labelled_rows(test, representation, "data", train_rows), *labelled_rows(test, representation, "data", test_rows))
+    return (*labelled_rows(inputs.features("train", "image"), representation, "train"), *labelled_rows(test, representation, "data"))
+
+
 @register("task", "linear_probe")
 class LinearProbe:
     """A linear classifier on frozen image features (``representation``: ``cls``, the encoder's
@@ -80,14 +90,7 @@ class LinearProbe:
 
     def run(self, inputs: TaskInputs) -> TaskResult:
         """Fit the probe on the training rows and report its test accuracy."""
-        test = inputs.features("data", "image")
-        if self.train is None:
-            train_rows, test_rows = split_rows(len(test), self.train_share, self.seed)
-            train_x, train_y = labelled_rows(test, self.representation, "data", train_rows)
-            test_x, test_y = labelled_rows(test, self.representation, "data", test_rows)
-        else:
-            train_x, train_y = labelled_rows(inputs.features("train", "image"), self.representation, "train")
-            test_x, test_y = labelled_rows(test, self.representation, "data")
+        train_x, train_y, test_x, test_y = train_and_test(inputs, self.train is not None, self.train_share, self.seed, self.representation)
         method = self.method
         if method == "auto":
             method = "lbfgs" if train_x.shape[0] * train_x.shape[1] * 8 <= self.lbfgs_memory_mb * 2**20 else "torch"

@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from flava_kit.constraints import Steps
 from flava_kit.contracts import Source
 from flava_kit.errors import FlavaKitError
-from flava_kit.evaluation.features import TEMPLATES
 from flava_kit.evaluation.report import MAX_CONFUSION_CLASSES, save_confusion_png
 from flava_kit.evaluation.tasks.base import Features, TaskInputs, TaskResult
 from flava_kit.registry import register
+
+TEMPLATES = ("a photo of a {}", "a {}", "a picture of a {}")
+"""The prompt templates used when a task sets none (class prompts are ensembled over them)."""
 
 CHUNK = 4096
 """Images scored at a time, so an ``[N, C]`` score matrix is never held whole (N = 50,000, C = 1,000)."""
