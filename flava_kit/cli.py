@@ -236,6 +236,15 @@ def cmd_embed(args: argparse.Namespace) -> None:
     out.print(f"wrote {', '.join(str(f) for f in files)}: {described}" + (f"; skipped {skipped} unreadable items" if skipped else ""), markup=False)
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> None:
+    from flava_kit.scaffold import new_plugin
+
+    files = new_plugin(args.name, args.kinds, args.out)
+    out.print(f"wrote {len(files)} files under {Path(args.out) / args.name}; install it with: pip install -e {Path(args.out) / args.name}", markup=False)
+    for path in files:
+        out.print(f"  {path}", markup=False)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flava-kit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
@@ -308,6 +317,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(handler=cmd_embed)
+
+    p = sub.add_parser("new-plugin", help="write a plug-in package skeleton: a working component per kind, entry points, tests")
+    p.add_argument("name", help="the distribution's name (its import package: the same with '-' as '_')")
+    p.add_argument("--kinds", nargs="+", default=["encoder", "loss", "source", "logger", "task"],
+                   help="the kinds to write a component of (default: encoder loss source logger task)")
+    p.add_argument("--out", default=".", help="the folder to write the package into (default: here)")
+    p.set_defaults(handler=cmd_new_plugin)
 
     p = sub.add_parser("convert", help="read an HF FLAVA directory and write it back as flava_kit saves it")
     p.add_argument("src", help="an HF FlavaModel or FlavaForPreTraining directory")
