@@ -249,7 +249,9 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = (), model: str = "auto") -> Any:
-    """Build a model from an HF FLAVA directory (``FlavaModel`` or ``FlavaForPreTraining``).
+    """Build a model from an HF FLAVA directory (``FlavaModel`` or ``FlavaForPreTraining``), or an HF
+    Hub id (``facebook/flava-full``, ``org/name@revision``) read through huggingface_hub's cache
+    (see :mod:`flava_kit.hub`).
 
     ``model="auto"`` builds what the checkpoint holds (``flava`` or ``flava_pretraining``, with
     heads and codebook); ``model="flava"`` loads only the FlavaModel part of a pretraining
@@ -258,9 +260,10 @@ def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     """
     from transformers import FlavaConfig
 
+    from flava_kit.hub import local_dir
     from flava_kit.recipe import build, load_recipe
 
-    directory = Path(path)
+    directory = local_dir(str(path), "from_pretrained")
     if not (directory / "config.json").is_file():
         raise CheckpointError(f"{directory}: no config.json, so this is not an HF FLAVA directory")
     try:

@@ -2,8 +2,8 @@
 directory, a recipe plus a weights file, or a shipped recipe, each with the image and text settings
 its inputs need. Training and evaluation both read models through here, so neither imports the other.
 
-A *reference* is a string (a run directory, an HF FLAVA directory, or a recipe path or shipped
-name: told apart by what the path holds) or a mapping with exactly one of ``run``, ``hf`` or
+A *reference* is a string (a run directory, an HF FLAVA directory or HF Hub id such as
+``facebook/flava-full``, or a recipe path or shipped name: told apart by what the path holds) or a mapping with exactly one of ``run``, ``hf`` or
 ``recipe``, and optionally ``weights`` (a safetensors file in flava_kit's names, with ``recipe``),
 ``tokenizer`` (a local tokenizer directory) and ``overrides`` (``a.b=value`` for ``recipe``).
 """
@@ -69,7 +69,9 @@ def load_model(reference: str | dict, device: torch.device | str = "cpu") -> Loa
     if "run" in spec:
         loaded = _from_run(Path(spec["run"]))
     elif "hf" in spec:
-        loaded = _from_hf(Path(spec["hf"]))
+        from flava_kit.hub import local_dir
+
+        loaded = _from_hf(local_dir(str(spec["hf"]), "model"))
     else:
         loaded = _from_recipe(spec["recipe"], spec.get("weights"), list(spec.get("overrides") or []))
     if spec.get("tokenizer"):
@@ -88,10 +90,13 @@ def _spec(reference: str | dict) -> dict:
         if reference.get("weights") and given[0] != "recipe":
             raise FlavaKitError(f"model {reference}: weights go with recipe (a run or an HF directory holds its own)")
         return reference
+    from flava_kit.hub import is_hub_id
+    from flava_kit.recipe.loading import find_recipe
+
     path = Path(reference)
     if (path / "checkpoints").is_dir():
         return {"run": reference}
-    if (path / "config.json").is_file():
+    if (path / "config.json").is_file() or (is_hub_id(reference) and find_recipe(reference, None) is None):
         return {"hf": reference}
     if path.is_dir():
         raise FlavaKitError(f"{path}: no checkpoint to evaluate (no {path / 'checkpoints'}), and not an HF FLAVA directory (no config.json)")

@@ -11,12 +11,16 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def load_tokenizer(path: str | Path):
-    """A ``BertTokenizerFast`` from a local directory (never downloaded)."""
+    """A ``BertTokenizerFast`` from a local directory or an HF Hub id (through the hub cache, see
+    :mod:`flava_kit.hub`)."""
     from transformers import BertTokenizerFast
 
-    if not Path(path).is_dir():
-        raise ValueError(f"tokenizer '{path}' is not a local tokenizer directory (flava_kit never downloads one)")
-    return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    from flava_kit.hub import local_dir
+
+    directory = local_dir(str(path), "tokenizer")
+    if not directory.is_dir():
+        raise ValueError(f"tokenizer '{path}' is not a tokenizer directory")
+    return BertTokenizerFast.from_pretrained(str(directory), local_files_only=True)
 
 
 def tokenizer_from_words(words: list[str], directory: str | Path | None):

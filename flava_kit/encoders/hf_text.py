@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,9 +15,10 @@ from flava_kit.tensors import check_tensor
 
 @register("encoder", "hf_text")
 class HFTextEncoder(nn.Module):
-    """An HF transformers text encoder: from a local model directory (``path``) or a config.
+    """An HF transformers text encoder: from a model directory (``path``) or a config.
 
-    With ``path``, the weights are read from that directory only (never downloaded). Without
+    ``path`` is a local directory or an HF Hub id (``org/name[@revision]``, read through
+    huggingface_hub's cache; with ``HF_HUB_OFFLINE=1`` nothing is downloaded). Without
     it, ``model_type`` (``bert``, ``roberta``, ...) and ``config`` (sizes etc.) build random
     weights. These models end in their last layer's output, so it serves both as
     ``last_hidden_state`` and as the states FLAVA fuses.
@@ -35,9 +35,12 @@ class HFTextEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         if path is not None:
-            if not Path(path).is_dir():
-                raise ValueError(f"path '{path}' is not a local model directory (flava_kit never downloads weights)")
-            self.model = AutoModel.from_pretrained(path, local_files_only=True, **(config or {}))
+            from flava_kit.hub import local_dir
+
+            directory = local_dir(path, "path")  # a local directory, or an HF Hub id through the hub cache
+            if not directory.is_dir():
+                raise ValueError(f"path '{path}' is not a model directory")
+            self.model = AutoModel.from_pretrained(str(directory), local_files_only=True, **(config or {}))
         else:
             self.model = AutoModel.from_config(AutoConfig.for_model(model_type, **(config or {})))
         for attribute in ("hidden_size", "vocab_size"):

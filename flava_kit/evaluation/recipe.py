@@ -113,9 +113,11 @@ def _model(validator: Validator, path: tuple, reference: Any) -> Any:
     """A model reference checked: a path that exists (or a shipped recipe), or a valid mapping."""
     from flava_kit.recipe.loading import find_recipe
 
+    from flava_kit.hub import is_hub_id
+
     if isinstance(reference, str):
-        if not Path(reference).exists() and find_recipe(reference, None) is None:
-            validator.problem(path, f"'{reference}' is neither a run directory, an HF FLAVA directory nor a recipe",
+        if not Path(reference).exists() and find_recipe(reference, None) is None and not is_hub_id(reference):
+            validator.problem(path, f"'{reference}' is neither a run directory, an HF FLAVA directory or hub id, nor a recipe",
                               expected="a path that exists, or a shipped recipe's name")  # fmt: skip
         return reference
     if not isinstance(reference, dict):
@@ -126,7 +128,7 @@ def _model(validator: Validator, path: tuple, reference: Any) -> Any:
     if len(given) != 1:
         validator.problem(path, f"give exactly one of run, hf or recipe (got {', '.join(given) or 'none'})")
     for key in ("run", "hf", "weights", "tokenizer"):
-        if params.get(key) and not Path(params[key]).exists():
+        if params.get(key) and not Path(params[key]).exists() and not (key in ("hf", "tokenizer") and is_hub_id(params[key])):
             validator.problem(path + (key,), f"{params[key]}: no such file or directory")
     return {k: v for k, v in params.items() if v}
 
