@@ -1,5 +1,6 @@
 """Shared fixtures: a registry restored after each test that registers runtime components; the
-feature cache in a temporary folder (never the user's ~/.cache), for this process and its children."""
+feature cache in a temporary folder (never the user's ~/.cache) and the HF Hub offline, for this
+process and its children."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from flava_kit.registry import registry
 
 os.environ["FLAVA_KIT_CACHE"] = tempfile.mkdtemp(prefix="flava_kit_features_")
+os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id in a test reads the cache only: no test reaches the network
 
 
 def pytest_collection_modifyitems(config, items):
