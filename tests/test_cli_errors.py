@@ -83,6 +83,7 @@ CASES = {
     "eval: not a run": (lambda run, tmp: ["eval", str(tmp)], "no checkpoint to evaluate"),
     "eval: truncated checkpoint": (lambda run, tmp: ["eval", str(damaged(run, tmp, "truncated")), "--recipe", "eval_shapes"], "model.safetensors: corrupt, truncated or missing"),
     "eval: wrong keys": (lambda run, tmp: ["eval", str(damaged(run, tmp, "wrong keys")), "--recipe", "eval_shapes"], "does not match the model"),
+    "new-plugin: existing folder": (lambda run, tmp: ["new-plugin", tmp.name, "--out", str(tmp.parent)], "exists already"),
     "embed: not a run": (lambda run, tmp: ["embed", str(tmp), "--texts", str(tmp / "t.txt"), "--out", str(tmp / "e")], "no checkpoint to evaluate"),
     "embed: missing folder": (lambda run, tmp: ["embed", str(run), "--images", str(tmp / "nothing"), "--out", str(tmp / "e")], "no such image folder"),
     "convert: missing directory": (lambda run, tmp: ["convert", str(tmp / "nothing"), str(tmp / "out")], "nothing"),
