@@ -106,3 +106,11 @@ def test_a_run_evaluates_to_what_its_pretraining_reported(tmp_path, capsys):
 def test_eval_without_tasks_says_what_to_give(run_dir, tmp_path, capsys):
     assert main(["eval", str(run_dir), str(run_dir)]) == 2
     assert "which tasks?" in capsys.readouterr().err
+
+
+def test_overrides_of_the_eval_recipe_on_the_command_line(run_dir, labelled, tmp_path, capsys):
+    assert main(["eval", str(run_dir), "tasks.zero_shot.ks=[1, 2]", "--data", str(labelled), "--out", str(tmp_path / "o")]) == 0
+    metrics = json.loads((tmp_path / "o" / "results.json").read_text())["results"][run_dir.name]["zero_shot"]["metrics"]
+    assert set(metrics) == {"accuracy", "acc@2", "mean_per_class_recall"}
+    assert main(["eval", str(run_dir), "tasks.zero_shot.kz=2", "--data", str(labelled)]) == 2
+    assert "tasks.zero_shot.kz: unknown parameter of task 'zero_shot_classification'" in capsys.readouterr().err

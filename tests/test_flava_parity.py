@@ -166,4 +166,4 @@ def test_convert_command(tiny_pair, tmp_path, capsys):
     assert main(["convert", str(tiny_pair[3]), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert main(["convert", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    assert "nowhere': no such directory, and not an HF Hub id" in capsys.readouterr().err

@@ -138,7 +138,7 @@ def test_hf_text_from_a_local_directory_gives_that_model(tmp_path):
         ("model.image_encoder={type: timm_vit, model_name: vit_bsae_patch16_224}", r"model\.image_encoder: .*timm has no model 'vit_bsae_patch16_224'; did you mean vit_base_patch16_224"),
         ("model.image_encoder={type: timm_vit, model_name: resnet18}", r"model\.image_encoder: .*'resnet18' is not a VisionTransformer, which timm_vit takes"),
         ("model.image_encoder={type: timm_vit, model_name: vit_base_patch16_reg4_gap_256}", r"model\.image_encoder: .*has 4 prefix tokens; .* needs exactly one class token"),
-        ("model.text_encoder={type: hf_text, path: /nonexistent/bert}", r"model\.text_encoder: .*not a local model directory"),
+        ("model.text_encoder={type: hf_text, path: /nonexistent/bert}", r"model\.text_encoder: .*'/nonexistent/bert': no such directory, and not an HF Hub id"),
     ],
 )
 def test_bad_swaps_are_named_by_validation(override, message):

@@ -53,8 +53,10 @@ def _construct(target: Any, value: Mapping, path: PathT, label: str) -> Any:
             kwargs[key] = _build(value[key], slot_spec, path + (key,))
     try:
         return target(**kwargs)
-    except FlavaKitError:
+    except BuildError:
         raise
+    except FlavaKitError as exc:  # already a clear message: it only needs the component's recipe path
+        raise BuildError(f"{dotted(path)}: {exc}", dotted(path)) from exc
     except Exception as exc:
         raise BuildError(f"{dotted(path)}: building {label} failed: {type(exc).__name__}: {exc}", dotted(path)) from exc
 
