@@ -73,7 +73,7 @@ def dataset_features(loaded: LoadedModel, source: Any, source_node: dict, modali
     encoded = {m: 0 for m in modalities}
     if missing:
         writers = {m: EntryWriter(cache, keys[m]) for m in missing}
-        done = set.intersection(*(w.done() for w in writers.values()))
+        done = set.intersection(*(w.already for w in writers.values()))  # what an interrupted pass wrote for every modality
         inputs = EncodingInputs(source, input_modalities(loaded, missing), loaded.processor(), loaded.tokenizer, loaded.text_length, batch_size, done, where)
         total = len(source) if hasattr(source, "__len__") else None
         try:
