@@ -178,7 +178,9 @@ class Task(Protocol):
     """An evaluation (registry kind ``task``; ``tasks:`` in an eval recipe).
 
     A task's data are its constructor parameters typed :class:`Source` (``data``, the set it
-    reports on; ``train`` for a probe's training set, ...): their names are the task's *roles*.
+    reports on; ``train`` for a probe's training set, ...): their names are the task's *roles*, and
+    the task keeps each built source as the attribute of that name (the runner reads it there rather
+    than opening the data again).
     ``needs() -> dict[role, set of modalities]`` says which features it reads (``"image"``,
     ``"text"``), so the runner computes each (model weights, dataset, modality) once, in one pass
     over the data, caches it on disk and shares it with every task that reads it.

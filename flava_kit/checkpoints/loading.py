@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from flava_kit.data.processor import CLIP_MEAN, CLIP_STD
 from flava_kit.errors import CheckpointError, FlavaKitError
 
-CLIP_MEAN_STD = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
 
 @dataclass
@@ -35,8 +35,8 @@ class LoadedModel:
     text_length: int
     source: str
     kind: str = "flava"
-    mean: tuple[float, ...] = CLIP_MEAN_STD[0]
-    std: tuple[float, ...] = CLIP_MEAN_STD[1]
+    mean: tuple[float, ...] = CLIP_MEAN
+    std: tuple[float, ...] = CLIP_STD
     _digest: str | None = field(default=None, repr=False)
 
     def processor(self) -> Any:
@@ -103,13 +103,20 @@ def _spec(reference: str | dict) -> dict:
     return {"recipe": reference}
 
 
+def model_input_sizes(model: torch.nn.Module) -> tuple[int, int]:
+    """(image size, text length) a model takes: its image encoder's input size (224 without one) and
+    its text encoder's position limit (77 without one). Training's data settings follow the same."""
+    flava = getattr(model, "flava", model)
+    image_size = getattr(getattr(flava, "image_encoder", None), "image_size", None) or 224
+    text_length = getattr(getattr(flava, "text_encoder", None), "max_position_embeddings", None) or 77
+    return int(image_size), int(text_length)
+
+
 def _settings(recipe: dict, model: torch.nn.Module) -> tuple[int, int]:
     """(image size, text length): the recipe's data settings, else what the model takes (as training does)."""
     data = recipe.get("data") or {}
-    flava = getattr(model, "flava", model)
-    image_size = data.get("image_size") or getattr(getattr(flava, "image_encoder", None), "image_size", None) or 224
-    text_length = data.get("text_length") or getattr(getattr(flava, "text_encoder", None), "max_position_embeddings", None) or 77
-    return int(image_size), int(text_length)
+    image_size, text_length = model_input_sizes(model)
+    return int(data.get("image_size") or image_size), int(data.get("text_length") or text_length)
 
 
 def _kind(model: torch.nn.Module) -> str:
@@ -142,7 +149,7 @@ def _from_hf(directory: Path) -> LoadedModel:
     if not any((directory / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise CheckpointError(f"{directory}: no tokenizer files (tokenizer.json or vocab.txt); save the processor's tokenizer beside the model")
     tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    image_size, mean, std = model.image_encoder.image_size, *CLIP_MEAN_STD
+    image_size, mean, std = model.image_encoder.image_size, CLIP_MEAN, CLIP_STD
     processor_file = directory / "preprocessor_config.json"
     if processor_file.is_file():  # FlavaImageProcessor's settings: the crop it feeds the model, its normalisation
         config = json.loads(processor_file.read_text())

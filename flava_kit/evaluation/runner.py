@@ -44,10 +44,12 @@ def evaluate(recipe: EvalRecipe, out: str | Path | None = None, loaded: dict[str
     cache = Path(settings.cache) if settings.cache else default_cache_dir()
     tasks = build_tasks(recipe)
     roles = {name: task_roles(node) for name, node in recipe.tasks.items()}
-    sources: dict[str, Any] = {}  # one built source per distinct node, shared by the tasks that name it
+    sources: dict[str, Any] = {}  # one source per distinct node, shared by the tasks that name it: the one a task built
     for name, by_role in roles.items():
         for role, node in by_role.items():
-            sources.setdefault(_node_id(node), build_node(node, kind="source", path=f"tasks.{name}.{role}"))
+            if _node_id(node) not in sources:
+                held = getattr(tasks[name], role, None)  # the contract: a task keeps each source as the attribute of its role
+                sources[_node_id(node)] = held if held is not None else build_node(node, kind="source", path=f"tasks.{name}.{role}")
     results: dict[str, Any] = {"models": {}, "tasks": {}, "results": {}, "metrics": {}, "recipe": recipe.data, "git": git_revision()}
     for name, task in tasks.items():
         results["tasks"][name] = {"type": recipe.tasks[name]["type"], "version": getattr(task, "version", None),

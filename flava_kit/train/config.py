@@ -87,15 +87,14 @@ class DataConfig:
 
     def follow(self, model: Any) -> "DataConfig":
         """Take the settings left unset from ``model`` (its image encoder, codebook and text encoder)."""
-        flava = getattr(model, "flava", model)
-        image, text = getattr(flava, "image_encoder", None), getattr(flava, "text_encoder", None)
-        codebook = getattr(model, "codebook", None)
-        if self.image_size is None:
-            self.image_size = getattr(image, "image_size", None) or 224
+        from flava_kit.checkpoints.loading import model_input_sizes
+
+        image = getattr(getattr(model, "flava", model), "image_encoder", None)
+        image_size, text_length = model_input_sizes(model)
+        self.image_size = self.image_size or image_size
         if self.codebook_size is None:  # a model without a codebook needs no codebook pixels: None stays
-            self.codebook_size = getattr(codebook, "input_size", None)
-        if self.text_length is None:
-            self.text_length = getattr(text, "max_position_embeddings", None) or 77
+            self.codebook_size = getattr(getattr(model, "codebook", None), "input_size", None)
+        self.text_length = self.text_length or text_length
         grid = getattr(image, "grid_size", None)
         if self.image_masking is not None and grid is not None:
             self._follow_grid(tuple(grid), image)
