@@ -150,8 +150,18 @@ class MetricLogger(Protocol):
 class Source(Protocol):
     """Where training items come from (registry kind ``source``; ``data.sources`` in a recipe).
 
-    An *item* is a dict with a stable ``key`` (str: the same item has the same key in every run),
-    an ``image`` (a PIL image) and/or a ``text`` (str), and optionally an integer ``label``.
+    An *item* is a dict with a stable ``key`` (str: the same item has the same key in every run)
+    and, as the data holds them:
+
+    - ``image``: an RGB PIL image;
+    - ``text``: a str (a caption; for VQA, the question);
+    - ``text_pair``: a str, the second text of a sentence pair (MNLI's hypothesis);
+    - ``label``: an int >= 0, a class index (a source naming its classes has ``class_names``);
+      absent, or -1 in the synthetic data's two-shape images, when there is none;
+    - ``answers``: a list of str, every annotator's answer to the question, repeats kept (VQAv2's ten).
+
+    An item holds an ``image`` and/or a ``text``. Sources that read named fields (``manifest``,
+    ``hf_dataset``, ``webdataset``) map them to these through :mod:`flava_kit.data.sources.fields`.
 
     A source is read in *lanes*: under ``torchrun`` with ``data.workers`` W, rank r's worker w reads
     lane ``r * W + w`` of ``lanes = world_size * W``. ``samples(lane, lanes, seed, position)``
@@ -185,7 +195,8 @@ class Task(Protocol):
     ``"text"``), so the runner computes each (model weights, dataset, modality) once, in one pass
     over the data, caches it on disk and shares it with every task that reads it.
     ``run(inputs) -> TaskResult`` gets a :class:`~flava_kit.evaluation.tasks.base.TaskInputs`
-    (the features of each role, the built sources, and a text encoder for prompts) and returns a
+    (the features of each role, the built sources, a text encoder for prompts, the model's kind and,
+    for a VQA model, its answer vocabulary, and a scorer of chosen image-text pairs) and returns a
     :class:`~flava_kit.evaluation.tasks.base.TaskResult`: named float metrics (higher is better
     unless listed in ``lower_is_better``), JSON-able details and optional pictures. ``version``
     (an int) changes when the task's numbers would change: it is part of every result written.

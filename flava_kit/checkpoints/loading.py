@@ -2,7 +2,7 @@
 directory, a recipe plus a weights file, or a shipped recipe, each with the image and text settings
 its inputs need. Training and evaluation both read models through here, so neither imports the other.
 
-A *reference* is a string (a run directory, an HF FLAVA directory or HF Hub id such as
+A *reference* is a string (a run directory, one checkpoint of a run (``RUN/checkpoints/best``), an HF FLAVA directory or HF Hub id such as
 ``facebook/flava-full``, or a recipe path or shipped name: told apart by what the path holds) or a mapping with exactly one of ``run``, ``hf`` or
 ``recipe``, and optionally ``weights`` (a safetensors file in flava_kit's names, with ``recipe``),
 ``tokenizer`` (a local tokenizer directory) and ``overrides`` (``a.b=value`` for ``recipe``).
@@ -26,8 +26,8 @@ from flava_kit.errors import CheckpointError, FlavaKitError
 @dataclass
 class LoadedModel:
     """A model ready to encode: ``model`` (in eval mode), its ``tokenizer``, the image ``image_size``,
-    ``mean`` and ``std`` and the ``text_length`` its inputs use, ``kind`` (``flava``, or
-    ``classifier`` for a fine-tuned ``flava_classifier``) and ``source`` (what it was read from)."""
+    ``mean`` and ``std`` and the ``text_length`` its inputs use, ``kind`` (``flava``,
+    ``classifier`` for a fine-tuned ``flava_classifier``, ``vqa`` for ``flava_vqa``) and ``source`` (what it was read from)."""
 
     model: torch.nn.Module
     tokenizer: Any
@@ -93,9 +93,11 @@ def _spec(reference: str | dict) -> dict:
     from flava_kit.hub import is_hub_id
     from flava_kit.recipe.loading import find_recipe
 
+    from flava_kit.checkpoints.run_dir import RECIPE, WEIGHTS
+
     path = Path(reference)
-    if (path / "checkpoints").is_dir():
-        return {"run": reference}
+    if (path / "checkpoints").is_dir() or ((path / WEIGHTS).is_file() and (path / RECIPE).is_file()):
+        return {"run": reference}  # a run directory (its latest checkpoint), or one checkpoint of it
     if (path / "config.json").is_file() or (is_hub_id(reference) and find_recipe(reference, None) is None):
         return {"hf": reference}
     if path.is_dir():
@@ -120,15 +122,21 @@ def _settings(recipe: dict, model: torch.nn.Module) -> tuple[int, int]:
 
 
 def _kind(model: torch.nn.Module) -> str:
+    """``vqa`` (a model with an answer vocabulary), ``classifier`` (a head over one modality's [CLS]) or ``flava``."""
+    if hasattr(model, "answers"):
+        return "vqa"
     return "classifier" if hasattr(model, "modality") and hasattr(model, "num_classes") else "flava"
 
 
 def _from_run(run: Path) -> LoadedModel:
-    from flava_kit.checkpoints.run_dir import RECIPE, latest_checkpoint, load_weights
+    from flava_kit.checkpoints.run_dir import RECIPE, WEIGHTS, load_weights, selected_checkpoint
     from flava_kit.data.tokenizer import load_tokenizer, run_tokenizer
     from flava_kit.recipe import build, load_recipe
 
-    checkpoint = latest_checkpoint(run)
+    if (run / WEIGHTS).is_file():  # one checkpoint (RUN/checkpoints/step-N or .../best): the run is two levels up
+        checkpoint, run = run, run.parent.parent
+    else:
+        checkpoint = selected_checkpoint(run)
     if checkpoint is None:
         raise CheckpointError(f"{run}: no checkpoint to evaluate (expected {run / 'checkpoints'})")
     recipe = load_recipe(checkpoint / RECIPE)

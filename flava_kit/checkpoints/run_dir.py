@@ -1,6 +1,7 @@
 """A run directory's checkpoints as training writes them, read back (by training to resume, and by
 evaluation and fine-tuning to use): ``checkpoints/latest`` names the newest ``step-N`` folder, which
-holds ``model.safetensors`` and the resolved ``recipe.yaml``."""
+holds ``model.safetensors`` and the resolved ``recipe.yaml``. A run with model selection
+(``train.select``) also has ``checkpoints/best``: what it reports and what is used from it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 
 from flava_kit.errors import CheckpointError
 
-WEIGHTS, RECIPE, LATEST = "model.safetensors", "recipe.yaml", "latest"
+WEIGHTS, RECIPE, LATEST, BEST = "model.safetensors", "recipe.yaml", "latest", "best"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -23,6 +24,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     if not path.is_dir():
         raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
     return path
+
+
+def selected_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a run is used by: ``checkpoints/best`` when model selection kept one, else the latest."""
+    best = Path(run_dir) / "checkpoints" / BEST
+    return best if (best / WEIGHTS).is_file() else latest_checkpoint(run_dir)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

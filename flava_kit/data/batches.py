@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from flava_kit.data.answers import answer_scores
 from flava_kit.data.processor import ImageProcessor
 from flava_kit.data.sources.base import Broken, DataError
 from flava_kit.data.tokenizer import word_starts
@@ -59,6 +60,7 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
         world_size: int = 1,
         strict: bool = False,
         task: str = "pretrain",
+        answers: list[str] | None = None,
     ):
         if not sources:
             raise DataError("no data sources")
@@ -69,7 +71,9 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
         self.batch_size, self.processor, self.tokenizer, self.text_length = batch_size, processor, tokenizer, text_length
         self.image_masking, self.text_masking = image_masking, text_masking
         self.itm_negative_prob, self.seed, self.rank, self.world_size, self.strict = itm_negative_prob, seed, rank, world_size, strict
-        self.task = task
+        self.task, self.answers = task, answers
+        if task == "vqa" and not answers:
+            raise DataError("VQA batches need the model's answer vocabulary (model.answers)")
         self.start, self.stop, self.positions = 0, 1 << 62, {}
 
     def window(self, start: int, stop: int, positions: Mapping[int, dict] | None = None) -> "PretrainingBatches":
@@ -92,13 +96,23 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
                 streams[name] = self.sources[name].samples(self.rank * workers + lane, self.world_size * workers, self.seed,
                                                            state["sources"].get(name))  # fmt: skip
             items = self._items(name, streams[name], state)
-            batch = self.classification_batch(items) if self.task == "classify" else self.pretraining_batch(items, generator)
+            batch = self.task_batch(items, generator)
             batch["keys"] = [item["key"] for item in items]
             batch["data_position"] = {"lane": lane, "sources": dict(state["sources"]), "skipped": state["skipped"]}
             yield batch
 
-    def pretraining_batch(self, items: list[dict], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Pixels (with their codebook view) and masked patches, tokens and masked tokens, ITM labels."""
+    def task_batch(self, items: list[dict], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The batch ``data.task`` asks for: ``pretrain`` (masked, with ITM negatives), ``retrieval``
+        (pairs with ITM negatives, nothing masked), ``classify`` (with ``labels``) or ``vqa`` (with
+        ``answer_scores``)."""
+        if self.task == "classify":
+            return self.classification_batch(items)
+        if self.task == "vqa":
+            return self.vqa_batch(items)
+        return self.pretraining_batch(items, generator, masked=self.task == "pretrain")
+
+    def pretraining_batch(self, items: list[dict], generator: torch.Generator, masked: bool = True) -> dict[str, torch.Tensor]:
+        """Pixels (with their codebook view) and, if ``masked``, masked patches; tokens and masked tokens; ITM labels."""
         batch: dict[str, torch.Tensor] = {}
         has_image, has_text = "image" in items[0], "text" in items[0]
         texts = [item["text"] for item in items] if has_text else None
@@ -110,30 +124,53 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
                 negative[:] = False
             batch["itm_labels"] = (~negative).long()
         if has_image:
-            batch.update(self.processor([item["image"] for item in items], generator=generator))
-            batch["bool_masked_pos"] = self.image_masking(len(items), generator)
+            batch.update(self.processor([item["image"] for item in items], generator=generator, codebook=masked))
+            if masked:
+                batch["bool_masked_pos"] = self.image_masking(len(items), generator)
         if has_text:
             encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.text_length,
                                      return_special_tokens_mask=True, return_tensors="pt")  # fmt: skip
-            special = encoded["special_tokens_mask"].bool() | (encoded["attention_mask"] == 0)
             batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
-            # Whole-word masking (the contract's optional ``whole_word``) also needs each word's first token.
-            words = {"word_starts": word_starts(encoded)} if getattr(self.text_masking, "whole_word", False) else {}
-            batch["input_ids_masked"], batch["mlm_labels"] = self.text_masking(encoded["input_ids"], special, generator, **words)
+            if masked:
+                special = encoded["special_tokens_mask"].bool() | (encoded["attention_mask"] == 0)
+                # Whole-word masking (the contract's optional ``whole_word``) also needs each word's first token.
+                words = {"word_starts": word_starts(encoded)} if getattr(self.text_masking, "whole_word", False) else {}
+                batch["input_ids_masked"], batch["mlm_labels"] = self.text_masking(encoded["input_ids"], special, generator, **words)
         return batch
 
     def classification_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        """Images and/or texts with their ``labels`` (no masking, no negatives, no augmentation)."""
+        """Images and/or texts (or text pairs) with their ``labels`` (no masking, no negatives, no augmentation)."""
         if any(item.get("label", -1) < 0 for item in items):
             raise DataError("classification batches need items with a label (>= 0); this source has unlabelled items")
         batch = {"labels": torch.tensor([item["label"] for item in items])}
         if "image" in items[0]:
             batch.update(self.processor([item["image"] for item in items], codebook=False))
         if "text" in items[0]:
-            encoded = self.tokenizer([item["text"] for item in items], padding="max_length", truncation=True,
-                                     max_length=self.text_length, return_tensors="pt")  # fmt: skip
-            batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
+            batch.update(self.tokens(items))
         return batch
+
+    def vqa_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """Images, questions and ``answer_scores`` ``[B, answers]``: each vocabulary answer's credit
+        ``min(#annotators who gave it / 3, 1)`` (see :mod:`flava_kit.data.answers`)."""
+        missing = [item["key"] for item in items if not ("image" in item and "text" in item and item.get("answers"))]
+        if missing:
+            raise DataError(f"VQA batches need items with an image, a question (text) and answers; item {missing[0]} lacks some")
+        batch = dict(self.processor([item["image"] for item in items], codebook=False))
+        batch.update(self.tokens(items))
+        batch["answer_scores"] = answer_scores([item["answers"] for item in items], self.answers)
+        return batch
+
+    def tokens(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` of the items' texts; items with a ``text_pair`` are
+        encoded as BERT pairs (``[CLS] text [SEP] pair [SEP]``) with ``token_type_ids`` (0, then 1)."""
+        texts, pairs = [item["text"] for item in items], [item.get("text_pair") for item in items]
+        paired = any(pair is not None for pair in pairs)
+        if paired and any(pair is None for pair in pairs):
+            raise DataError("a batch mixes items with and without text_pair; a sentence-pair source needs a second text on every item")
+        encoded = self.tokenizer(texts, pairs if paired else None, padding="max_length", truncation=True, max_length=self.text_length,
+                                 return_tensors="pt", return_token_type_ids=paired)  # fmt: skip
+        keep = ("input_ids", "attention_mask", "token_type_ids") if paired else ("input_ids", "attention_mask")
+        return {name: encoded[name] for name in keep}
 
     def _items(self, name: str, stream: Iterator, state: dict) -> list[dict]:
         """The next ``batch_size`` readable items of a source's lane, counting (or raising on) broken ones."""

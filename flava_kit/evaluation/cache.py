@@ -22,8 +22,9 @@ import numpy as np
 
 from flava_kit.evaluation.tasks.base import Features
 
-FEATURES_VERSION = 1
-"""Bumped whenever the way features are computed changes: old entries are then never read."""
+FEATURES_VERSION = 2
+"""Bumped whenever the way features are computed or stored changes: old entries are then never read.
+2: text pairs are encoded as BERT pairs; items' VQA answers are stored with their rows."""
 
 
 def default_cache_dir() -> Path:
@@ -65,7 +66,8 @@ def load_entry(root: Path, key: str) -> Features | None:
     meta = json.loads((folder / "meta.json").read_text())
     representations = {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in meta["representations"]}
     keys = (folder / "keys.txt").read_text().split("\n")[: meta["rows"]]
-    return Features(representations, np.load(folder / "labels.npy"), keys, skipped=meta["skipped"])
+    answers = json.loads((folder / "answers.json").read_text()) if (folder / "answers.json").is_file() else None
+    return Features(representations, np.load(folder / "labels.npy"), keys, skipped=meta["skipped"], answers=answers)
 
 
 class EntryWriter:
@@ -88,14 +90,18 @@ class EntryWriter:
                 done.update(map(tuple, data["skipped"].tolist()))
         return done
 
-    def add(self, orders: np.ndarray, keys: list[str], labels: np.ndarray, representations: dict[str, np.ndarray], skipped: np.ndarray) -> None:
-        """One batch's rows (and broken items), written out once ``chunk_rows`` have gathered."""
+    def add(self, orders: np.ndarray, keys: list[str], labels: np.ndarray, representations: dict[str, np.ndarray], skipped: np.ndarray,
+            answers: list[list[str] | None] | None = None) -> None:  # fmt: skip
+        """One batch's rows (and broken items), written out once ``chunk_rows`` have gathered;
+        ``answers``: each row's VQA answers (None where an item has none), when some item has them."""
         if self.already:
             keep = np.array([tuple(o) not in self.already for o in orders.tolist()], dtype=bool)
             orders, labels, keys = orders[keep], labels[keep], [k for k, kept in zip(keys, keep) if kept]
             representations = {name: value[keep] for name, value in representations.items()}
             skipped = np.array([o for o in skipped.tolist() if tuple(o) not in self.already], dtype=np.int64).reshape(-1, 2)
-        self.pending.append({"orders": orders, "keys": np.asarray(keys, dtype=str), "labels": labels, "skipped": skipped,
+            answers = None if answers is None else [a for a, kept in zip(answers, keep) if kept]
+        extra = {} if answers is None else {"answers": np.asarray([json.dumps(a) for a in answers], dtype=str)}  # ragged: one JSON per row
+        self.pending.append({"orders": orders, "keys": np.asarray(keys, dtype=str), "labels": labels, "skipped": skipped, **extra,
                              **{f"rep_{name}": value for name, value in representations.items()}})  # fmt: skip
         if sum(len(p["orders"]) for p in self.pending) >= self.chunk_rows:
             self.flush()
@@ -109,6 +115,8 @@ class EntryWriter:
                  "keys": np.concatenate([p["keys"] for p in rows]) if rows else np.zeros(0, dtype=str),
                  "labels": np.concatenate([p["labels"] for p in rows]) if rows else np.zeros(0, dtype=np.int64),
                  "skipped": np.concatenate([p["skipped"].reshape(-1, 2) for p in self.pending])}  # fmt: skip
+        if any("answers" in p for p in rows):  # rows of a batch without answers hold JSON null
+            parts["answers"] = np.concatenate([p.get("answers", np.full(len(p["orders"]), "null")) for p in rows])
         for name in [n for n in (rows[0] if rows else {}) if n.startswith("rep_")]:
             parts[name] = np.concatenate([p[name] for p in rows])
         target = self.partial / f"chunk-{len(self.chunks):06d}.npz"
@@ -121,11 +129,12 @@ class EntryWriter:
     def finish(self) -> Features:
         """Reorder every chunk's rows into the source's order, write the entry, return it memory-mapped."""
         self.flush()
-        orders, keys, labels, skipped, names = [], [], [], 0, None
+        orders, keys, labels, answers, skipped, names = [], [], [], [], 0, None
         for chunk in self.chunks:
             with np.load(chunk) as data:
                 orders.append(data["orders"].reshape(-1, 2))
                 keys += data["keys"].tolist()
+                answers += data["answers"].tolist() if "answers" in data.files else ["null"] * len(data["keys"])
                 labels.append(data["labels"])
                 skipped += len(data["skipped"])
                 names = names or [n[4:] for n in data.files if n.startswith("rep_")]
@@ -139,6 +148,9 @@ class EntryWriter:
         for row, target in enumerate(rank.tolist()):
             ordered_keys[target] = keys[row]
         (self.partial / "keys.txt").write_text("\n".join(ordered_keys))
+        if any(a != "null" for a in answers):
+            ordered_answers = [answers[row] for row in np.argsort(rank).tolist()]
+            (self.partial / "answers.json").write_text("[" + ",\n".join(ordered_answers) + "]")
         meta = {"rows": len(order), "skipped": skipped, "representations": names or [], "version": FEATURES_VERSION,
                 "keys_hash": hashlib.blake2b("\n".join(ordered_keys).encode(), digest_size=16).hexdigest()}  # fmt: skip
         (self.partial / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -1,8 +1,12 @@
 """The numbers the field reports, from scores: top-k accuracy, mean per-class recall, retrieval
-recall@k computed in chunks, and a linear probe fitted with scikit-learn's L-BFGS."""
+recall@k computed in chunks (and after re-ranking a shortlist), a fine-tuned classifier's accuracy,
+macro-F1, Matthews correlation and ROC AUC (scikit-learn's), VQA accuracy, and a linear probe fitted
+with scikit-learn's L-BFGS."""
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -21,25 +25,102 @@ def classification_report(scores: torch.Tensor, labels: torch.Tensor, ks: Sequen
     return report
 
 
+def retrieval_ranks(queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 4096,
+                    shortlist: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(``[Q]`` rank of each query's true match, ``[Q, shortlist]`` its best candidates, best first),
+    query ``i``'s true match being candidate ``i``. A rank is the number of candidates scoring above
+    the true match; similarities are computed ``chunk`` queries at a time (never ``Q x N`` at once)."""
+    ranks, best = [], []
+    for start in range(0, len(queries), chunk):
+        scores = queries[start : start + chunk] @ candidates.T
+        rows = torch.arange(scores.shape[0])
+        # the true match's score from the same product, so it never outranks itself by rounding
+        ranks.append((scores > scores[rows, rows + start][:, None]).sum(1))
+        best.append(scores.topk(min(shortlist, scores.shape[1]), dim=1).indices)
+    return torch.cat(ranks), torch.cat(best) if best else torch.zeros(0, 0, dtype=torch.long)
+
+
+def recall_at(ranks: torch.Tensor, ks: Sequence[int], prefix: str) -> dict[str, float]:
+    """``{prefix}_R@k``: the share of queries whose true match ranks among the first ``k``."""
+    return {f"{prefix}_R@{k}": (ranks < k).float().mean().item() for k in ks}
+
+
 def retrieval_recall_at(image_features: torch.Tensor, text_features: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
                         chunk: int = 4096) -> dict[str, float]:  # fmt: skip
-    """Recall@k of image->text and text->image retrieval, row ``i`` of each being a true pair.
-
-    Similarities are computed ``chunk`` rows at a time, so ``N x N`` scores are never held at once:
-    a query's rank is the number of candidates scoring above its true match.
-    """
+    """Recall@k of image->text and text->image retrieval, row ``i`` of each being a true pair
+    (ranks from :func:`retrieval_ranks`, so ``N x N`` scores are never held at once)."""
     results = {}
-    for direction, queries, candidates in (("image_to_text", image_features, text_features), ("text_to_image", text_features, image_features)):
-        ranks = []
-        for start in range(0, len(queries), chunk):
-            scores = queries[start : start + chunk] @ candidates.T
-            rows = torch.arange(scores.shape[0])
-            # the true match's score from the same product, so it never outranks itself by rounding
-            ranks.append((scores > scores[rows, rows + start][:, None]).sum(1))
-        ranks = torch.cat(ranks)
-        for k in ks:
-            results[f"{direction}_R@{k}"] = (ranks < k).float().mean().item()
+    for direction, queries, candidates in (("image_to_text", image_features, text_features),
+                                           ("text_to_image", text_features, image_features)):  # fmt: skip
+        results.update(recall_at(retrieval_ranks(queries, candidates, chunk)[0], ks, direction))
     return results
+
+
+def reranked_ranks(shortlist: torch.Tensor, scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """``[Q]`` ranks of the true matches once each query's ``[Q, n]`` ``shortlist`` (candidate
+    indices, query ``i``'s true match being ``i``) is reordered by ``scores`` ``[Q, n]`` (higher first).
+    A true match outside its shortlist keeps its rank ``ranks`` (at least ``n``: behind the list)."""
+    truth = shortlist == torch.arange(len(shortlist))[:, None]
+    true_score = scores.masked_fill(~truth, float("-inf")).max(1).values
+    return torch.where(truth.any(1), (scores > true_score[:, None]).sum(1), ranks.clamp(min=shortlist.shape[1]))
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, notes) of a classifier's ``[N, C]`` ``logits`` against ``[N]`` labels, by scikit-learn:
+    ``accuracy``, ``macro_f1`` (over the classes in labels or predictions), ``mcc`` (Matthews) and
+    ``roc_auc`` (binary: of class 1's probability; more classes: one-vs-rest, macro-averaged). A
+    metric that is undefined here (AUC with one class present) is left out, and ``notes`` says why."""
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
+
+    labels = np.asarray(labels)
+    probabilities = torch.softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float64), dim=1).numpy()
+    predicted = probabilities.argmax(1)
+    classes = probabilities.shape[1]
+    metrics = {"accuracy": float(accuracy_score(labels, predicted)),
+               "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+               "mcc": float(matthews_corrcoef(labels, predicted))}  # fmt: skip
+    auc, reason = math.nan, None
+    with warnings.catch_warnings(record=True) as caught:  # scikit-learn raises, or warns and returns NaN, by version
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        try:
+            if classes < 2:
+                raise ValueError("a one-class classifier ranks nothing")
+            if classes == 2:
+                auc = float(roc_auc_score(labels, probabilities[:, 1]))
+            else:
+                auc = float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=list(range(classes))))
+        except ValueError as exc:
+            reason = str(exc)
+    notes = {}
+    if math.isnan(auc):
+        notes["roc_auc"] = f"left out: {reason or (caught[-1].message if caught else 'undefined on these labels')}"
+    else:
+        metrics["roc_auc"] = auc
+    return metrics, notes
+
+
+def vqa_accuracy(predicted: Sequence[str], answers: Sequence[Sequence[str]]) -> float:
+    """The VQA accuracy of ``predicted[i]`` for question ``i`` with annotator answers ``answers[i]``:
+    the mean of :func:`~flava_kit.data.answers.answer_credit` (``min(#annotators who gave it / 3, 1)``)."""
+    from flava_kit.data.answers import answer_credit
+
+    return float(np.mean([answer_credit(guess, given) for guess, given in zip(predicted, answers, strict=True)]))
+
+
+def answer_coverage(vocabulary: Sequence[str], answers: Sequence[Sequence[str]]) -> dict[str, float]:
+    """How far an answer vocabulary reaches: ``answerable``, the share of questions whose most-given
+    answer (any of them, on a tie) is in the vocabulary, and ``ceiling``, the VQA accuracy of always
+    predicting the best-credited vocabulary answer (what a perfect model over this vocabulary scores)."""
+    from flava_kit.data.answers import answer_credit
+
+    known, answerable, best = set(vocabulary), [], []
+    for given in answers:
+        counts = {answer: given.count(answer) for answer in set(given)}
+        top = max(counts.values(), default=0)
+        answerable.append(any(answer in known for answer, count in counts.items() if count == top))
+        best.append(max((answer_credit(answer, given) for answer in counts if answer in known), default=0.0))
+    return {"answerable": float(np.mean(answerable)), "ceiling": float(np.mean(best))}
 
 
 def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray,

@@ -42,8 +42,10 @@ def raw_items(source: Any, worker: int = 0, workers: int = 1) -> Iterator[tuple[
 
 class EncodingInputs(IterableDataset):
     """Batches of one pass: ``orders`` ``[B, 2]``, ``keys``, ``labels`` (-1 where none), ``skipped``
-    (orders of broken items) and, per modality asked, ``pixel_values`` or ``input_ids`` and
-    ``attention_mask``. Orders in ``done`` are skipped without decoding (a resumed pass)."""
+    (orders of broken items), ``answers`` (each item's VQA answers, None where it has none; only
+    when some item has them) and, per modality asked, ``pixel_values`` or ``input_ids`` and
+    ``attention_mask`` (plus ``token_type_ids`` for items with a ``text_pair``, encoded as BERT
+    pairs). Orders in ``done`` are skipped without decoding (a resumed pass)."""
 
     def __init__(self, source: Any, modalities: set[str], processor: Any, tokenizer: Any, text_length: int, batch_size: int,
                  done: set[tuple[int, int]] | None = None, where: str = "data"):  # fmt: skip
@@ -85,13 +87,26 @@ class EncodingInputs(IterableDataset):
         batch = {"orders": torch.tensor(orders, dtype=torch.long).view(-1, 2), "keys": [str(item["key"]) for item in items],
                  "labels": torch.tensor([int(item.get("label", -1)) for item in items], dtype=torch.long),
                  "skipped": torch.tensor(skipped, dtype=torch.long).view(-1, 2)}  # fmt: skip
+        if any("answers" in item for item in items):
+            batch["answers"] = [[str(a) for a in item["answers"]] if "answers" in item else None for item in items]
         if items and "image" in self.modalities:
             batch["pixel_values"] = self.processor([item["image"] for item in items], codebook=False)["pixel_values"]
         if items and "text" in self.modalities:
-            encoded = self.tokenizer([item["text"] for item in items], padding="max_length", truncation=True, max_length=self.text_length,
-                                     return_tensors="pt")  # fmt: skip
-            batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
+            batch.update(self._tokens(items))
         return batch
+
+    def _tokens(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask``; items with a ``text_pair`` as BERT pairs (``[CLS] text
+        [SEP] pair [SEP]``) with ``token_type_ids`` (0, then 1), as training encodes them."""
+        pairs = [item.get("text_pair") for item in items]
+        paired = any(pair is not None for pair in pairs)
+        if paired and any(pair is None for pair in pairs):
+            key = next(item["key"] for item, pair in zip(items, pairs) if pair is None)
+            raise FlavaKitError(f"{self.where}: item {key} has no text_pair, but other items do: a sentence-pair source needs one "
+                                "on every item")  # fmt: skip
+        encoded = self.tokenizer([item["text"] for item in items], pairs if paired else None, padding="max_length", truncation=True,
+                                 max_length=self.text_length, return_tensors="pt", return_token_type_ids=paired)  # fmt: skip
+        return {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
 
 
 def encoding_batches(inputs: EncodingInputs, workers: int) -> DataLoader:

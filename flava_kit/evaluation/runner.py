@@ -12,7 +12,7 @@ from typing import Any
 
 from flava_kit.checkpoints.loading import LoadedModel, load_model
 from flava_kit.evaluation.cache import default_cache_dir
-from flava_kit.evaluation.encode import dataset_features, encode_texts
+from flava_kit.evaluation.encode import PairScorer, dataset_features, encode_texts
 from flava_kit.evaluation.recipe import EvalRecipe, build_tasks, task_roles
 from flava_kit.evaluation.tasks.base import TaskInputs
 from flava_kit.errors import FlavaKitError
@@ -67,13 +67,21 @@ def evaluate(recipe: EvalRecipe, out: str | Path | None = None, loaded: dict[str
                     raise FlavaKitError(f"tasks.{task_name}: the task asked for its '{role}' data, which the recipe does not set")
                 return features[(_node_id(by_role[role]), modality)]
 
+            scorers: dict[str, PairScorer] = {}  # one per role of this task, made when first asked: only re-ranking reads items again
+
+            def score_pairs(role: str, image_rows: Any, text_rows: Any, by_role: dict = by_role, task_name: str = task_name,
+                            scorers: dict = scorers) -> Any:  # fmt: skip
+                if role not in scorers:
+                    source, where = sources[_node_id(by_role[role])], f"tasks.{task_name}.{role}"
+                    scorers[role] = PairScorer(model, source, features_of(role, "image"), settings.batch_size, where)
+                return scorers[role](image_rows, text_rows)
+
             inputs = TaskInputs(features_of, {role: sources[_node_id(node)] for role, node in by_role.items()},
-                                partial(encode_texts, model), model.kind)  # fmt: skip
+                                partial(encode_texts, model), model.kind, getattr(model.model, "answers", None), score_pairs)  # fmt: skip
             try:
                 result = task.run(inputs)
             except FlavaKitError as exc:
-                hint = ("; a fine-tuned classifier gives only its logits: zero_shot_classification reports its own predictions"
-                        if model.kind == "classifier" else "")  # fmt: skip
+                hint = _hint(model.kind, recipe.tasks[task_name]["type"])
                 raise FlavaKitError(f"tasks.{task_name} on model {model_name}: {exc}{hint}") from exc
             items = {role: {"rows": len(features[(_node_id(node), m)]), "skipped": features[(_node_id(node), m)].skipped}
                      for role, node in by_role.items() for m in sorted(task.needs().get(role, ()))[:1]}  # fmt: skip
@@ -91,6 +99,15 @@ def evaluate(recipe: EvalRecipe, out: str | Path | None = None, loaded: dict[str
 
         write_results(results, Path(out))
     return results
+
+
+def _hint(kind: str, task_type: str) -> str:
+    """What to run instead, when a fine-tuned model met a task that reads encoder features."""
+    if kind == "classifier" and task_type not in ("classification", "zero_shot_classification"):
+        return "; a fine-tuned classifier gives only its logits: the classification task reports its predictions"
+    if kind == "vqa" and task_type != "vqa":
+        return "; a VQA model gives only its answer logits: the vqa task reports its accuracy"
+    return ""
 
 
 def _features(model: LoadedModel, tasks: dict, roles: dict, sources: dict, settings: Any, cache: Path) -> tuple[dict, dict]:

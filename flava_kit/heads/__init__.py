@@ -3,5 +3,6 @@
 from flava_kit.heads.classifier import ClassifierHead
 from flava_kit.heads.itm import ITMHead
 from flava_kit.heads.masked_prediction import MaskedPredictionHead
+from flava_kit.heads.vqa import VQAHead
 
-__all__ = ["ClassifierHead", "ITMHead", "MaskedPredictionHead"]
+__all__ = ["ClassifierHead", "ITMHead", "MaskedPredictionHead", "VQAHead"]

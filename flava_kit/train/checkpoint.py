@@ -16,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from flava_kit.checkpoints.run_dir import LATEST, RECIPE, WEIGHTS, latest_checkpoint
+from flava_kit.checkpoints.run_dir import LATEST, RECIPE, WEIGHTS, selected_checkpoint
 from flava_kit.errors import CheckpointError
 
 STATE = "trainer_state.pt"
@@ -72,21 +72,39 @@ def read_state(path: Path) -> dict:
 
 
 def load_matching_weights(path: str | Path, model: torch.nn.Module) -> tuple[list[str], list[str]]:
-    """Load a run's (or checkpoint's) weights where names and shapes match ``model``'s.
+    """Load a run's (its selected checkpoint's: see :func:`selected_checkpoint`), a checkpoint's, or an
+    HF FLAVA directory's (or hub id's) weights where names and shapes match ``model``'s.
 
     Returns (model keys left as they were, checkpoint keys not used). Nothing matching is an error.
     """
+    from flava_kit.hub import is_hub_id
+
     path = Path(path)
-    checkpoint = latest_checkpoint(path) if (path / "checkpoints").is_dir() else path
-    if checkpoint is None or not (checkpoint / WEIGHTS).is_file():
-        raise CheckpointError(f"{path}: no checkpoint to start from (a run directory or a checkpoint directory)")
-    try:
-        saved = load_file(checkpoint / WEIGHTS)
-    except Exception as exc:
-        raise CheckpointError(f"{checkpoint / WEIGHTS}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
+    if (path / "config.json").is_file() or (not path.exists() and is_hub_id(str(path))):
+        saved, where = _hf_weights(path), path
+    else:
+        checkpoint = selected_checkpoint(path) if (path / "checkpoints").is_dir() else path
+        if checkpoint is None or not (checkpoint / WEIGHTS).is_file():
+            raise CheckpointError(f"{path}: no checkpoint to start from (a run directory, a checkpoint directory or an HF FLAVA directory)")
+        where = checkpoint / WEIGHTS
+        try:
+            saved = load_file(where)
+        except Exception as exc:
+            raise CheckpointError(f"{where}: corrupt, truncated or missing ({type(exc).__name__}: {exc})") from exc
     own = model.state_dict()
     matching = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
     if not matching:
-        raise CheckpointError(f"{checkpoint / WEIGHTS}: no weight matches the model by name and shape")
+        raise CheckpointError(f"{where}: no weight matches the model by name and shape")
     model.load_state_dict(matching, strict=False)
     return sorted(set(own) - set(matching)), sorted(set(saved) - set(matching))
+
+
+def _hf_weights(path: Path) -> dict[str, torch.Tensor]:
+    """An HF FLAVA directory's (or hub id's) weights in flava_kit's names, as the fine-tuning models
+    name them: a ``FlavaModel`` under ``flava.``, a ``FlavaForPreTraining`` as it is."""
+    from flava_kit.checkpoints.hf import from_pretrained
+    from flava_kit.models.flava import FlavaModel
+
+    built = from_pretrained(str(path))
+    prefix = "flava." if isinstance(built, FlavaModel) else ""
+    return {prefix + key: value for key, value in built.state_dict().items()}

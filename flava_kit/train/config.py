@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flava_kit.constraints import Probability, Size, Steps
 from flava_kit.contracts import ImageMasking, MetricLogger, Source, TextMasking
@@ -19,7 +19,11 @@ class DataConfig:
     :class:`flava_kit.contracts.Source`): ``{laion: {type: webdataset, urls: ..., weight: 3},
     wiki: {type: text_lines, path: ...}}``; in a recipe that ``extends`` another, ``name: null``
     drops a source it inherits. Each batch comes from one source, drawn by the sources'
-    ``weight``. ``task: classify`` makes labelled batches for fine-tuning a classifier instead.
+    ``weight``. ``task`` says what a batch holds: ``pretrain`` (masked images and texts, ITM
+    negatives), ``retrieval`` (image-text pairs with ITM negatives, nothing masked: contrastive and
+    ITM fine-tuning), ``classify`` (images, texts or text pairs with a ``label``: a fine-tuned
+    classifier) or ``vqa`` (an image, its question and ``answer_scores`` over the model's answer
+    vocabulary).
 
     Settings that follow from the model are taken from it unless set (and ``flava-kit validate``
     rejects a mismatch): ``image_size`` (the image encoder's), ``codebook_size`` (the codebook's
@@ -60,7 +64,7 @@ class DataConfig:
         text_masking: TextMasking | None = None,
         sources: dict[str, Source] | None = None,
         *,
-        task: Literal["pretrain", "classify"] = "pretrain",
+        task: Literal["pretrain", "retrieval", "classify", "vqa"] = "pretrain",
         tokenizer: str | None = None,
         batch_size: Steps = 32,
         text_length: Size | None = None,
@@ -84,6 +88,7 @@ class DataConfig:
         self.batch_size, self.text_length, self.image_size, self.codebook_size = batch_size, text_length, image_size, codebook_size
         self.crop_scale, self.flip = crop_scale, flip
         self.itm_negative_prob, self.workers, self.strict, self.seed = itm_negative_prob, workers, strict, seed
+        self.answers: list[str] | None = None  # a VQA model's answer vocabulary (see follow)
 
     def follow(self, model: Any) -> "DataConfig":
         """Take the settings left unset from ``model`` (its image encoder, codebook and text encoder)."""
@@ -95,6 +100,11 @@ class DataConfig:
         if self.codebook_size is None:  # a model without a codebook needs no codebook pixels: None stays
             self.codebook_size = getattr(getattr(model, "codebook", None), "input_size", None)
         self.text_length = self.text_length or text_length
+        self.answers = getattr(model, "answers", None)
+        if self.task == "vqa" and not hasattr(model, "answers"):  # None until pretrain fills it from the data
+            from flava_kit.errors import BuildError
+
+            raise BuildError("data.task vqa: the model has no answer vocabulary (model.answers: use a flava_vqa model)", "data.task")
         grid = getattr(image, "grid_size", None)
         if self.image_masking is not None and grid is not None:
             self._follow_grid(tuple(grid), image)
@@ -135,8 +145,23 @@ class DataConfig:
             self.sources, batch_size=self.batch_size, processor=self.processor(augment=True), tokenizer=tokenizer,
             text_length=self.text_length, image_masking=self.image_masking, text_masking=self.text_masking,
             itm_negative_prob=self.itm_negative_prob, seed=self.seed, rank=rank, world_size=world_size, strict=self.strict,
-            task=self.task,
+            task=self.task, answers=self.answers,
         )  # fmt: skip
+
+
+class ModelSelection(BaseModel):
+    """``train.select``: every ``every`` steps, evaluate the checkpoint with ``eval`` (an eval recipe
+    on a validation split: a shipped name, a path or an inline mapping) and keep the checkpoint with
+    the best ``metric`` (a ``TASK_METRIC`` of that evaluation, e.g. ``val_accuracy``; its direction
+    is the task's) as ``checkpoints/best``. With ``patience``, stop when that many evaluations in a
+    row did not improve on the best."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eval: str | dict
+    metric: str
+    every: Steps
+    patience: Steps | None = None
 
 
 class TrainConfig:
@@ -202,6 +227,7 @@ class TrainConfig:
         record_keys: bool = False,
         loggers: dict[str, MetricLogger] | None = None,
         eval: str | dict | None = None,
+        select: ModelSelection | None = None,
     ):
         self.steps, self.lr, self.weight_decay, self.warmup_steps, self.betas = steps, lr, weight_decay, warmup_steps, tuple(betas)
         self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
@@ -213,4 +239,4 @@ class TrainConfig:
             from flava_kit.train.loggers import CsvLogger
 
             loggers = {"csv": CsvLogger()}
-        self.loggers, self.eval = loggers, eval
+        self.loggers, self.eval, self.select = loggers, eval, select

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -12,6 +13,7 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as dist
 
+from flava_kit.data.sources.base import Broken, DataError
 from flava_kit.errors import Problem, RecipeError
 from flava_kit.devices import resolve_device
 from flava_kit.train.device import process_group_backend
@@ -56,9 +58,10 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
         dist.init_process_group(process_group_backend(device))
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
+    run_dir = Path(run_dir)
+    fill_answer_vocabulary(recipe.data, data, run_dir if rank == 0 else None)
     model = build(recipe)
     data.follow(model)
-    run_dir = Path(run_dir)
     tokenizer = data.tokenizer(run_dir / "tokenizer" if rank == 0 else None)  # one writer under torchrun
     text_vocab = model.flava.text_encoder.vocab_size
     if len(tokenizer) > text_vocab:
@@ -72,24 +75,66 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
             print(f"init_from {train.init_from}: {len(untouched)} model tensors kept their initial values "
                   f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
     world_size = dist.get_world_size() if dist.is_initialized() else 1
-    trainer = Trainer(model, train, data.batches(tokenizer, rank, world_size), run_dir, recipe.data, workers=data.workers, device=device)
+    selector = None
+    if train.select is not None and rank == 0:
+        from flava_kit.evaluation import evaluate_run
+        from flava_kit.train.selection import Selector
+
+        def evaluate_checkpoint(checkpoint: Path) -> dict:
+            return evaluate_run(checkpoint, train.select.eval, out=run_dir / "selection" / checkpoint.name)
+
+        selector = Selector(train.select, run_dir, evaluate_checkpoint)
+    trainer = Trainer(model, train, data.batches(tokenizer, rank, world_size), run_dir, recipe.data, workers=data.workers, device=device,
+                      selector=selector)  # fmt: skip
     step = trainer.fit(resume=resume, stop_after=stop_after)
+    finished = step == train.steps or trainer.stopped_early
     if train.fsdp:  # gather the shards (every rank takes part); rank 0 gets, evaluates and returns a whole model
         weights = trainer.full_state_dict()
         if rank == 0:
             model = build(recipe)
             model.load_state_dict(weights)
     run = PretrainRun(model, run_dir, step, trainer.skipped_items())
-    if train.eval and step == train.steps and rank == 0:
+    if train.eval and finished and rank == 0:
         from flava_kit.evaluation import evaluate_run
 
-        results = evaluate_run(run_dir, train.eval)
+        results = evaluate_run(run_dir, train.eval)  # the selected checkpoint, with train.select
         run.metrics, run.table = results["metrics"][run_dir.name], results["table"]
         run.wall_s = time.perf_counter() - started
         summary = {"step": step, "skipped_items": run.skipped_items, "wall_s": round(run.wall_s, 1), **run.metrics,
                    "eval": str(results["out"].relative_to(run_dir))}  # fmt: skip
+        if selector is not None:
+            summary["selected"] = {"step": selector.state["best_step"], train.select.metric: selector.state["best"],
+                                   "stopped_early": trainer.stopped_early}  # fmt: skip
         (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
     run.wall_s = run.wall_s or time.perf_counter() - started
     if dist.is_initialized():  # the other ranks wait for rank 0's evaluation: all leave together
         dist.barrier()
     return run
+
+
+def fill_answer_vocabulary(recipe: dict, data: Any, run_dir: Path | None) -> None:
+    """A VQA model whose ``answers`` are unset gets the ``max_answers`` answers given most often in
+    the training sources (one pass over them), in the recipe the run saves; ``answers.txt`` in
+    ``run_dir`` lists them."""
+    model = recipe.get("model") or {}
+    if model.get("type") != "flava_vqa" or model.get("answers") is not None:
+        return
+    from flava_kit.data.answers import top_answers
+    from flava_kit.evaluation.passes import raw_items
+    from flava_kit.models.flava_vqa import FlavaForVQA
+
+    def answer_lists():
+        for name, source in data.sources.items():
+            for _, raw in raw_items(source):
+                if isinstance(raw, Broken):
+                    continue
+                try:
+                    yield source.decode(raw).get("answers") or []
+                except DataError:
+                    continue  # a broken item: training skips it too
+
+    default = inspect.signature(FlavaForVQA).parameters["max_answers"].default
+    model["answers"] = top_answers(answer_lists(), model.get("max_answers", default))
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "answers.txt").write_text("".join(f"{answer}\n" for answer in model["answers"]))

@@ -96,8 +96,9 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, batches: Any, run_dir: str | Path, recipe: dict, workers: int = 0,
-                 device: torch.device | str = "cpu"):  # fmt: skip
+                 device: torch.device | str = "cpu", selector: Any = None):  # fmt: skip
         self.config, self.batches, self.run_dir, self.recipe, self.workers = config, batches, Path(run_dir), recipe, workers
+        self.selector, self.stopped_early, self.last_checkpoint = selector, False, None
         self.device = torch.device(device)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -110,6 +111,8 @@ class Trainer:
                     module.set_gradient_checkpointing(True)
         self.module = model.to(self.device).train()
         self.columns = {"train": [*loss_columns(model), "grad_norm"], "system": ["step", *SYSTEM_METRICS]}
+        if selector is not None:
+            self.columns["validation"] = ["step", config.select.metric, f"best_{config.select.metric}"]
         self.replicated: list[torch.nn.Parameter] = []
         if config.fsdp:
             if not self.distributed:
@@ -139,6 +142,8 @@ class Trainer:
             if checkpoint is None:
                 raise CheckpointError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
             start = self._restore(checkpoint)
+            if self.selector is not None:
+                self.selector.restore(start)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         first, last = start * cfg.accumulation, cfg.steps * cfg.accumulation
         batches = self.batches.window(first, last, self.data_state.lanes)
@@ -170,8 +175,11 @@ class Trainer:
                     progress.set_postfix({k: f"{row[k]:.3f}" for k in self.columns["train"][2:-1] if k in row}, refresh=False)
                 progress.update(1)
                 stop = self._stop_everywhere() or (stop_after is not None and step >= stop_after)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps or self.stop_requested:
+                selecting = self.selector is not None and self.selector.due(step, cfg.steps)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or self.stop_requested or selecting:
                     self._checkpoint(step)
+                if selecting and self._select(step):
+                    self.stopped_early = stop = step < cfg.steps
                 if stop:
                     break
         finally:
@@ -185,6 +193,20 @@ class Trainer:
         if self.rank == 0 and step == cfg.steps and (self.run_dir / "losses.csv").exists():
             plot_losses(self.run_dir / "losses.csv", self.run_dir / "losses.png", self.columns["train"][2:-1])
         return step
+
+    def _select(self, step: int) -> bool:
+        """Evaluate the checkpoint just written (rank 0), log the selection metric and keep the best;
+        whether every rank should stop early (patience exhausted)."""
+        stop = False
+        if self.rank == 0:
+            metrics, stop = self.selector.update(step, self.last_checkpoint)
+            for logger in self.loggers.values():
+                logger.log(step, metrics, group="validation")
+        if self.distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
@@ -256,7 +278,8 @@ class Trainer:
         else:
             optimizer_state = self.optimizer.state_dict()
         if self.rank == 0:
-            save_checkpoint(self.run_dir, step, weights, optimizer_state, self.scheduler, self.recipe, self.config.keep_checkpoints, data)
+            self.last_checkpoint = save_checkpoint(self.run_dir, step, weights, optimizer_state, self.scheduler, self.recipe,
+                                                   self.config.keep_checkpoints, data)  # fmt: skip
         if self.distributed:
             dist.barrier()
 

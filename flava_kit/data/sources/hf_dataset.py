@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Iterator
 
@@ -11,6 +12,7 @@ from pydantic import Field
 
 from flava_kit.constraints import Weight
 from flava_kit.data.sources.base import DataError, IndexedSource, open_image
+from flava_kit.data.sources.fields import Fields, read_class_names
 from flava_kit.data.sources.sharded import ShardedSource
 from flava_kit.registry import register
 
@@ -18,38 +20,39 @@ FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
 
 
 class _Columns:
-    """Turns a row into an item by the configured column names."""
+    """Turns a row into an item by the configured column names: the shared :class:`Fields`, plus
+    what is HF's own: the key column, and the values an image column may hold."""
 
-    def __init__(self, image: str | None, text: str | None, label: str | None, key: str | None, where: str):
-        self.image, self.text, self.label, self.key, self.where = image, text, label, key, where
+    def __init__(self, fields: Fields, key: str | None, where: str):
+        self.fields, self.key, self.where = fields, key, where
 
-    def check(self, names: list[str]) -> None:
-        """Every configured column must exist: a typo fails at build time, naming the columns there are."""
-        for role, column in (("image_column", self.image), ("text_column", self.text), ("label_column", self.label), ("key_column", self.key)):
+    def check(self, names: list[str], features: Any) -> list[str] | None:
+        """Every configured column must exist: a typo fails at build time, naming the columns there
+        are. Returns the class names: those given, else the label column's when it is a
+        ``ClassLabel`` feature (GLUE's, ImageNet's), which then check the labels too; else None."""
+        import datasets
+
+        for setting, column in {**self.fields.settings(), "key_column": self.key}.items():
             if column is not None and column not in names:
-                raise DataError(f"{self.where}: no column '{column}' ({role}); its columns are {', '.join(names)}")
+                raise DataError(f"{self.where}: no column '{column}' ({setting}); its columns are {', '.join(names)}")
+        label = self.fields.names.get("label")
+        feature = (features or {}).get(label) if label is not None else None
+        if self.fields.class_names is None and isinstance(feature, datasets.ClassLabel):
+            self.fields = replace(self.fields, class_names=tuple(feature.names))
+        return None if self.fields.class_names is None else list(self.fields.class_names)
 
     def item(self, row: dict, fallback_key: str) -> dict:
         key = str(row[self.key]) if self.key else fallback_key
-        where = f"{self.where} row {key}"
-        item: dict[str, Any] = {"key": key}
-        if self.image is not None:
-            value = row[self.image]
-            if hasattr(value, "convert"):  # datasets' Image feature decodes to PIL
-                item["image"] = value.convert("RGB")
-            elif isinstance(value, dict) and (value.get("bytes") or value.get("path")):
-                item["image"] = open_image(value.get("bytes") or value["path"], where)
-            elif isinstance(value, (bytes, str)):
-                item["image"] = open_image(value, where)
-            else:
-                raise DataError(f"{where}: column '{self.image}' holds no image ({type(value).__name__})")
-        if self.text is not None:
-            if not isinstance(row[self.text], str):
-                raise DataError(f"{where}: column '{self.text}' holds no text ({row[self.text]!r})")
-            item["text"] = row[self.text]
-        if self.label is not None:
-            item["label"] = int(row[self.label])
-        return item
+        return self.fields.item(row, key, f"{self.where} row {key}", image=self.image)
+
+    def image(self, value: Any, where: str) -> Any:
+        if hasattr(value, "convert"):  # datasets' Image feature decodes to PIL
+            return value.convert("RGB")
+        if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+            return open_image(value.get("bytes") or value["path"], where)
+        if isinstance(value, (bytes, str)):
+            return open_image(value, where)
+        raise self.fields.problem(where, "image", f"holds no image ({type(value).__name__})")
 
 
 def _files(path: str) -> list[str]:
@@ -65,7 +68,9 @@ class _InMemory(IndexedSource):
 
     def __init__(self, dataset: Any, columns: _Columns, weight: float):
         self.dataset, self.columns, self.weight = dataset, columns, weight
-        columns.check(list(dataset.column_names))
+        names = columns.check(list(dataset.column_names), dataset.features)
+        if names is not None:
+            self.class_names = names  # what tasks read (source.class_names)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -79,7 +84,10 @@ class _Streamed(ShardedSource):
 
     def __init__(self, files: list[str], columns: _Columns, shuffle: int, weight: float):
         self.shards, self.columns, self.shuffle, self.weight = files, columns, shuffle, weight
-        columns.check(list(self._open(files[0]).column_names or []))
+        first = self._open(files[0])
+        names = columns.check(list(first.column_names or []), first.features)
+        if names is not None:
+            self.class_names = names  # what tasks read (source.class_names)
 
     @staticmethod
     def _open(path: str) -> Any:
@@ -97,11 +105,21 @@ class _Streamed(ShardedSource):
 
 @register("source", "hf_dataset")
 def hf_dataset(path: str, *, split: str = "train", image_column: str | None = "image", text_column: str | None = "text",
-               label_column: str | None = None, key_column: str | None = None, streaming: bool = False,
+               text_pair_column: str | None = None, label_column: str | None = None, answers_column: str | None = None,
+               class_names: list[str] | str | None = None, key_column: str | None = None, streaming: bool = False,
                shuffle: Annotated[int, Field(ge=0, le=1 << 20)] = 1000, weight: Weight = 1.0) -> Any:  # fmt: skip
     """A dataset saved with HF ``datasets``: ``path`` is a ``save_to_disk`` folder (its ``split`` when
-    it holds several), or parquet/arrow files (a path or a glob). Set a column to null for
-    image-only or text-only data; keys come from ``key_column``, else the row number.
+    it holds several), or parquet/arrow files (a path or a glob). Keys come from ``key_column``,
+    else the row number.
+
+    An item's fields come from the ``*_column`` settings: ``image_column``, ``text_column`` (a
+    caption, or a VQA question), ``text_pair_column`` (a second text: MNLI's hypothesis),
+    ``label_column`` (an integer, or a name of ``class_names``: a list, or a file with one per
+    line; a ``ClassLabel`` column brings its own names) and ``answers_column`` (every annotator's
+    answer: a list of strings, or HF's VQAv2 list of ``{"answer": ...}`` dicts); see
+    :mod:`~flava_kit.data.sources.fields`. A column set to null is not read (image-only or
+    text-only data); a column that is not there fails at build time, a row missing a value
+    (but a label: none, or -1, is no label) when it is read.
 
     Opened whole it is memory-mapped, so it may exceed memory; ``streaming: true`` instead reads
     parquet/arrow files one after another (each file a shard, through a ``shuffle`` buffer, like
@@ -110,7 +128,12 @@ def hf_dataset(path: str, *, split: str = "train", image_column: str | None = "i
     import datasets
 
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local data only: never ask the Hub
-    columns = _Columns(image_column, text_column, label_column, key_column, path)
+    if image_column is None and text_column is None:
+        raise DataError(f"hf_dataset: {path}: image_column and text_column are both null: its items would hold neither image nor text")
+    names = read_class_names(class_names, f"hf_dataset: {path}")
+    roles = {"image": image_column, "text": text_column, "text_pair": text_pair_column, "label": label_column, "answers": answers_column}
+    fields = Fields(roles, class_names=None if names is None else tuple(names), spelled="column '{}'", setting="{}_column")
+    columns = _Columns(fields, key_column, path)
     folder = Path(path)
     if folder.is_dir():
         if streaming:

@@ -2,8 +2,13 @@
 
 A sample is the files of one key in a shard: ``KEY.jpg`` (or ``.jpeg``, ``.png``, ``.webp``),
 ``KEY.txt`` (the caption), optionally ``KEY.json`` (metadata, unused) and ``KEY.cls`` (an integer
-label). Shards are local paths, URLs webdataset opens, or ``pipe:COMMAND`` (the command's stdout is
-the tar: remote storage through ``aws s3 cp ... -``, ``curl``, ``gsutil cat``, without flava_kit
+label). Which file holds which item field is configurable by its extension: webdataset splits a
+file name at its first dot (``KEY.answers.json`` is key ``KEY``, extension ``answers.json``,
+lower-cased), so a sample may hold ``KEY.question.txt``, ``KEY.hypothesis.txt`` or
+``KEY.answers.json`` beside its image (and a key itself holds no dot).
+
+Shards are local paths, URLs webdataset opens, or ``pipe:COMMAND`` (the command's stdout is the
+tar: remote storage through ``aws s3 cp ... -``, ``curl``, ``gsutil cat``, without flava_kit
 knowing about it); a brace pattern (``shards/{00000..00099}.tar``) expands to many.
 """
 
@@ -17,6 +22,7 @@ from pydantic import Field
 
 from flava_kit.constraints import Weight
 from flava_kit.data.sources.base import Broken, DataError, open_image
+from flava_kit.data.sources.fields import Fields, read_class_names
 from flava_kit.data.sources.sharded import ShardedSource
 from flava_kit.registry import register
 
@@ -52,20 +58,37 @@ def epoch_size(shards: list[str]) -> int | None:
 
 @register("source", "webdataset")
 class WebDatasetSource(ShardedSource):
-    """Image-text pairs from webdataset tar shards (img2dataset's layout), streamed.
+    """Images with their texts, labels or answers from webdataset tar shards (img2dataset's layout), streamed.
 
     ``urls``: a brace pattern, a list of them, or ``pipe:`` commands. ``shuffle``: the sample
     shuffle buffer (0: shard order); ``shard_shuffle``: a new shard order every epoch;
-    ``resampled``: draw shards with replacement, forever. A corrupt image, a sample without its
-    caption or image, or an unreadable shard is skipped and counted; with ``data.strict`` it stops
-    the run, naming the shard and key. Items are keyed by img2dataset's ``__key__``.
+    ``resampled``: draw shards with replacement, forever.
+
+    Every sample holds an image (the first of ``.jpg``, ``.jpeg``, ``.png``, ``.webp``); the file
+    extensions of its other fields are settings: ``text_ext`` (the caption or a VQA question;
+    null: image-only samples), ``text_pair_ext`` (a second text), ``label_ext`` (an integer, or a
+    name of ``class_names``: a list, or a file with one per line) and ``answers_ext`` (a JSON list
+    of every annotator's answer, e.g. ``answers.json``); see :mod:`~flava_kit.data.sources.fields`.
+    Each file set is required but the label's.
+
+    A corrupt image, a sample without a file it needs, or an unreadable shard is skipped and
+    counted; with ``data.strict`` it stops the run, naming the shard, key and file. Items are keyed
+    by img2dataset's ``__key__``.
     """
 
-    def __init__(self, urls: str | list[str], *, shuffle: Annotated[int, Field(ge=0, le=1 << 20)] = 1000, shard_shuffle: bool = True,
+    def __init__(self, urls: str | list[str], *, text_ext: str | None = "txt", text_pair_ext: str | None = None,
+                 label_ext: str | None = "cls", answers_ext: str | None = None, class_names: list[str] | str | None = None,
+                 shuffle: Annotated[int, Field(ge=0, le=1 << 20)] = 1000, shard_shuffle: bool = True,
                  resampled: bool = False, weight: Weight = 1.0):  # fmt: skip
         self.shards = expand_shards(urls)
         if not self.shards:
             raise DataError(f"webdataset: '{urls}' names no shard")
+        names = read_class_names(class_names, f"webdataset: {urls}")
+        if names is not None:
+            self.class_names = names  # what tasks read (source.class_names)
+        extensions = {"text": text_ext, "text_pair": text_pair_ext, "label": label_ext, "answers": answers_ext}
+        roles = {role: _extension(ext) for role, ext in extensions.items()}
+        self.fields = Fields(roles, class_names=None if names is None else tuple(names), spelled="file 'KEY.{}'", setting="{}_ext")
         local = [s for s in self.shards if not (s.startswith("pipe:") or "://" in s)]
         missing = [s for s in local if not Path(s).is_file()]
         if missing:
@@ -94,14 +117,16 @@ class WebDatasetSource(ShardedSource):
             yield Broken(f"{shard}: unreadable shard ({type(errors[0]).__name__}: {errors[0]})")
 
     def decode(self, raw: dict) -> dict:
-        """An item: ``key``, ``image``, ``text`` (and ``label`` from ``KEY.cls``)."""
+        """An item: ``key``, ``image`` and a field for each configured file (``text`` from ``KEY.txt``, ``label`` from ``KEY.cls``, ...)."""
         key, where = raw["__key__"], f"{raw.get('__url__', '?')} key {raw['__key__']}"
         image = next((raw[ext] for ext in IMAGE_EXTENSIONS if ext in raw), None)
         if image is None:
             raise DataError(f"{where}: no image (.{', .'.join(IMAGE_EXTENSIONS)})")
-        if "txt" not in raw:
-            raise DataError(f"{where}: no caption (.txt)")
-        item = {"key": key, "image": open_image(image, where), "text": raw["txt"].decode("utf-8", errors="replace").strip()}
-        if "cls" in raw:
-            item["label"] = int(raw["cls"])
-        return item
+        files = {ext: raw[ext].decode("utf-8", errors="replace").strip() for ext in self.fields.configured().values() if ext in raw}
+        fields = self.fields.item(files, key, where)  # before the image: a missing text fails without decoding it
+        return {"key": key, "image": open_image(image, where), **{role: value for role, value in fields.items() if role != "key"}}
+
+
+def _extension(ext: str | None) -> str | None:
+    """A file extension as webdataset's samples hold it: lower-cased, without a leading dot."""
+    return None if ext is None else ext.lower().lstrip(".")

@@ -26,13 +26,16 @@ class Features:
     feature cache (so a task reads rows, not the whole file): ``projected`` (the L2-normalised
     contrastive projection, what zero-shot and retrieval compare), ``cls`` (the encoder's [CLS]
     state before any projection, what the FLAVA paper's probes read) and, for a fine-tuned
-    classifier, ``logits``. ``labels`` is ``[N]`` int64, -1 where an item has none.
+    classifier or VQA model, ``logits``. ``labels`` is ``[N]`` int64, -1 where an item has none.
+    ``answers``: each item's VQA answers (every annotator's; None where an item has none), or None
+    when no item has any.
     """
 
     representations: dict[str, np.ndarray]
     labels: np.ndarray
     keys: list[str]
     skipped: int = 0
+    answers: list[list[str] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -52,17 +55,27 @@ class Features:
         return labels
 
 
+ScorePairs = Callable[[str, Sequence[int], Sequence[int]], Any]
+"""``score_pairs(role, image_rows, text_rows) -> [P]`` scores: how well image row ``image_rows[p]``
+matches text row ``text_rows[p]`` of the role's data (the model's image-text matching head; higher
+is a better match); rows are those of the role's :class:`Features`."""
+
+
 @dataclass
 class TaskInputs:
     """What :meth:`Task.run` gets: features by (role, modality), the built sources by role, and
     ``encode_texts(texts) -> [N, D]`` normalised text features of the model under evaluation
-    (class prompts). ``model_kind`` is ``"flava"`` or ``"classifier"`` (a fine-tuned classifier,
-    whose image features include ``logits``)."""
+    (class prompts). ``model_kind`` is ``"flava"``, ``"classifier"`` (a fine-tuned classifier, whose
+    image features are its ``logits``) or ``"vqa"`` (a VQA model, whose image features are its
+    ``logits`` over ``answers``, its answer vocabulary). ``score_pairs`` (a :data:`ScorePairs`) runs
+    the model on chosen image-text pairs, for tasks that re-rank; None where it is not offered."""
 
     features_of: Callable[[str, str], Features]
     sources: dict[str, Any]
     encode_texts: Callable[[Sequence[str]], torch.Tensor]
     model_kind: str = "flava"
+    answers: Sequence[str] | None = None
+    score_pairs: ScorePairs | None = None
 
     def features(self, role: str, modality: str = "image") -> Features:
         """The features of the dataset in ``role`` (one of the task's source parameters)."""

@@ -8,14 +8,15 @@ from pathlib import Path
 
 from flava_kit.registry import register
 
-FILES = {"train": "losses.csv", "system": "system.csv"}
+FILES = {"train": "losses.csv", "system": "system.csv", "validation": "validation.csv"}
 
 
 @register("logger", "csv")
 class CsvLogger:
     """One CSV file per metric group in the run directory: ``losses.csv`` for the ``train`` group
-    (losses, learning rate, gradient norm, objective metrics) and ``system.csv`` for ``system``
-    (throughput, data-wait and compute time, memory).
+    (losses, learning rate, gradient norm, objective metrics), ``system.csv`` for ``system``
+    (throughput, data-wait and compute time, memory) and, with ``train.select``, ``validation.csv``
+    (the selection metric at each evaluated checkpoint).
 
     Columns are the names the trainer announces plus any that appear later (the header is then
     rewritten). Every row is flushed as it is written; on resume, rows after the restored step are
@@ -32,6 +33,8 @@ class CsvLogger:
         """Open the files for a run resuming after ``step`` (0: a new run); keep rows up to ``step``."""
         self.run_dir = Path(run_dir)
         for group, name in FILES.items():
+            if group not in columns:  # a group the run never logs (validation without train.select)
+                continue
             path = self.run_dir / name
             kept: list[dict] = []
             wanted = list(columns.get(group, []))
