@@ -179,9 +179,12 @@ def pretrain_summary(run: Any) -> list[str]:
     minutes, seconds = divmod(round(run.wall_s), 60)
     lines.append(f"step {run.step} in {minutes} min {seconds:02d} s; run directory {run.run_dir}:")
     files = {"results.json": "the evaluation's metrics (train.eval)", "eval": "its table, per-task details and pictures", "losses.csv": "every loss of every step (plotted in losses.png)",
-             "system.csv": "throughput, data-wait and compute time, memory", "checkpoints": "weights, optimizer and data position, resolved recipe",
+             "system.csv": "throughput, data-wait and compute time, memory",
+             "validation.csv": "the selection metric of each evaluated checkpoint (train.select)",
+             "selection": "those evaluations' tables", "checkpoints": "weights, optimizer and data position, resolved recipe",
+             "checkpoints/best": "the selected checkpoint: what eval and init_from read", "answers.txt": "the VQA answer vocabulary",
              "tokenizer": "the tokenizer the run used"}  # fmt: skip
-    lines += [f"  {name + ('/' if name in ('checkpoints', 'tokenizer', 'eval') else ''):<14} {what}" for name, what in files.items()
+    lines += [f"  {name + ('/' if (Path(run.run_dir) / name).is_dir() else ''):<14} {what}" for name, what in files.items()
               if (Path(run.run_dir) / name).exists()]  # fmt: skip
     return lines
 

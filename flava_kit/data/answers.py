@@ -47,18 +47,8 @@ def top_answers(answer_lists: Iterable[Sequence[str]], top_k: int) -> list[str]:
 
 
 def read_vocabulary(given: Sequence[str] | str) -> list[str]:
-    """An answer vocabulary given as a list, or a file with one answer per line; duplicates are an error."""
-    from pathlib import Path
+    """An answer vocabulary given as a list, or a file with one answer per line; none, or an answer
+    listed twice, is an error."""
+    from flava_kit.data.sources.fields import read_class_names
 
-    if isinstance(given, str):
-        path = Path(given)
-        if not path.is_file():
-            raise FlavaKitError(f"answers: {path} is not a file (one answer per line)")
-        given = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    vocabulary = list(given)
-    if not vocabulary:
-        raise FlavaKitError("answers: the answer vocabulary is empty")
-    duplicated = sorted({a for a in vocabulary if vocabulary.count(a) > 1})
-    if duplicated:
-        raise FlavaKitError(f"answers: {duplicated[:5]} appear more than once in the answer vocabulary")
-    return vocabulary
+    return read_class_names(given, "model", setting="answers")

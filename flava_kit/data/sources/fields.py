@@ -39,24 +39,24 @@ ROLES = ("image", "text", "text_pair", "label", "answers")
 SHOWN_CLASS_NAMES = 20  # an error lists this many known names, not a thousand ImageNet classes
 
 
-def read_class_names(given: Sequence[str] | str | None, owner: str) -> list[str] | None:
-    """Class names given as a list, or as a path to a file with one name per line (blank lines
-    skipped); None when not given. No names, or a name given twice, is a :class:`DataError`
-    naming ``owner``: a label's index would be ambiguous."""
+def read_class_names(given: Sequence[str] | str | None, owner: str, setting: str = "class_names") -> list[str] | None:
+    """Names (class names, a VQA answer vocabulary: ``setting``) given as a list, or as a path to a
+    file with one name per line (blank lines skipped); None when not given. No names, or a name
+    given twice, is a :class:`DataError` naming ``owner``: a label's index would be ambiguous."""
     if given is None:
         return None
     if isinstance(given, str):
         path = Path(given)
         if not path.is_file():
-            raise DataError(f"{owner}: class_names '{given}' is not a file (one class name per line)")
+            raise DataError(f"{owner}: {setting} '{given}' is not a file (one name per line)")
         names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     else:
         names = [str(name) for name in given]
     if not names:
-        raise DataError(f"{owner}: class_names is empty")
+        raise DataError(f"{owner}: {setting} is empty")
     twice = [name for name, count in Counter(names).items() if count > 1]
     if twice:
-        raise DataError(f"{owner}: class_names lists {', '.join(repr(n) for n in twice)} more than once")
+        raise DataError(f"{owner}: {setting} lists {', '.join(repr(n) for n in twice)} more than once")
     return names
 
 

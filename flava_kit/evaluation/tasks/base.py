@@ -88,13 +88,10 @@ class TaskInputs:
     def class_names(self, role: str = "data", given: Sequence[str] | str | None = None) -> list[str]:
         """Class names: ``given`` (a list, or a file with one name per line), else the source's own
         ``class_names`` (a labelled folder's subfolders, the synthetic classes), else an error."""
-        if isinstance(given, str):
-            path = Path(given)
-            if not path.is_file():
-                raise FlavaKitError(f"class_names: {path} is not a file (one class name per line)")
-            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
         if given:
-            return list(given)
+            from flava_kit.data.sources.fields import read_class_names
+
+            return read_class_names(given, f"the task's {role}")
         names = getattr(self.sources[role], "class_names", None)
         if not names:
             raise FlavaKitError(f"{role}: this source has no class names: set the task's class_names (a list, or a file with one per line)")
