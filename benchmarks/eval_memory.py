@@ -11,7 +11,12 @@ so the growth due to the data shows; with DataLoader workers their peak (``RUSAG
 largest worker) is shown beside it. The bound checked: peak RSS of the largest size over that of the
 smallest stays within 1.2 (features are streamed to disk, scores computed in chunks).
 
-    python benchmarks/eval_memory.py [--sizes 5000 50000] [--workers 0] [--batch-size 256] [--device cpu]
+``--device cuda`` runs the model on the GPU; the CUDA allocator's memory after loading and its
+peak over the pass are then shown too. ``--precision`` autocasts the pass to bf16 / fp16. MFU:
+images/s times the image forward's FLOPs per image (counted by ``torch.utils.flop_counter`` on
+one batch; the class prompts' few texts left out) over the device's peak.
+
+    python benchmarks/eval_memory.py [--sizes 5000 50000] [--workers 0] [--batch-size 256] [--device cpu] [--precision fp32] [--tiny]
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
+
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tiny_pretrain.yaml"
 BOUND = 1.2
 """The largest size's peak RSS over the smallest's must stay within this."""
+TINY_SIZES = {"sizes": [64, 128], "batch_size": 32}
 
 
 def rss_mib() -> float:
@@ -74,11 +82,24 @@ def link_subset(paths: list[Path], source_root: Path, root: Path) -> None:
             shutil.copyfile(path, target)
 
 
-def measure(size: int, root: str, workers: int, batch_size: int, device: str) -> None:
+def image_flop_per_image(loaded, batch_size: int) -> float:
+    """FLOPs of the image forward per image, counted on one batch of random pixels."""
+    import torch
+
+    from flava_kit.evaluation.encode import image_representations
+
+    pixels = torch.randn(batch_size, 3, loaded.image_size, loaded.image_size)
+    return common.count_flops(lambda: image_representations(loaded, pixels)) / batch_size
+
+
+def measure(size: int, root: str, workers: int, batch_size: int, device: str, precision: str = "fp32") -> None:
     """In a fresh process: load the model, then evaluate the folder; print a JSON line of the figures last."""
+    import torch
+
     from flava_kit.checkpoints.loading import load_model
     from flava_kit.evaluation.recipe import load_eval_recipe
     from flava_kit.evaluation.runner import evaluate
+    from flava_kit.train.device import autocast
 
     reference = {"recipe": str(FIXTURE)}
     recipe = load_eval_recipe({"recipe_version": 1,
@@ -89,20 +110,31 @@ def measure(size: int, root: str, workers: int, batch_size: int, device: str) ->
     loaded.digest()  # hashing the weights belongs to loading the model, not to the pass over the data
     after_load = rss_mib()
     print(f"N={size:,}: RSS after loading the model {after_load:.0f} MiB (peak so far {peak_mib():.0f} MiB)", flush=True)
+    where = torch.device(device)
+    gpu_after_load = None
+    if where.type == "cuda":
+        gpu_after_load = common.memory_mib(where)
+        common.reset_peak_memory(where)  # the pass's own peak, not loading's
     start = time.perf_counter()
-    results = evaluate(recipe, loaded={"tiny": loaded})
+    with autocast(where, precision):
+        results = evaluate(recipe, loaded={"tiny": loaded})
+    common.synchronize(where)
     seconds = time.perf_counter() - start
     outcome = results["results"]["tiny"]["zero_shot"]
     figures = {"size": size, "rss_after_load_mib": after_load, "peak_rss_mib": peak_mib(), "workers_peak_rss_mib": peak_mib(resource.RUSAGE_CHILDREN),
                "seconds": seconds, "images_per_s": size / seconds, "encoded": outcome["encoded"]["data:image"],
                "accuracy": outcome["metrics"]["accuracy"]}  # fmt: skip
+    if where.type == "cuda":  # the allocator's figures, read before counting FLOPs adds a batch of its own
+        figures |= {"gpu_after_load_mib": gpu_after_load, "gpu_peak_mib": common.peak_memory_mib(where)}
+    with autocast(where, precision):
+        figures["flop_per_image"] = image_flop_per_image(loaded, batch_size)
     print(json.dumps(figures), flush=True)
 
 
 def run_child(size: int, root: Path, cache: Path, args: argparse.Namespace) -> dict:
     """One size in a fresh process with its own empty cache; the child's figures plus its whole wall time."""
     command = [sys.executable, __file__, "--child", str(size), "--root", str(root), "--workers", str(args.workers),
-               "--batch-size", str(args.batch_size), "--device", args.device]  # fmt: skip
+               "--batch-size", str(args.batch_size), "--device", args.device, "--precision", args.precision]  # fmt: skip
     environment = {**os.environ, "FLAVA_KIT_CACHE": str(cache), "TQDM_DISABLE": "1"}
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=environment)
@@ -123,13 +155,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000], help="images per run (default: 5000 50000)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding images (default 0)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
+    common.add_arguments(parser)
     args = parser.parse_args()
+    common.apply_tiny(parser, args, TINY_SIZES)
     if args.child is not None:
-        measure(args.child, args.root, args.workers, args.batch_size, args.device)
+        measure(args.child, args.root, args.workers, args.batch_size, args.device, args.precision)
         return
+    device = common.resolve(args)
+    args.device = device.type  # what the children run on (auto resolved here, once)
     from flava_kit.recipe import load_recipe
 
     image_size = int(load_recipe(str(FIXTURE)).data["model"]["image_encoder"]["image_size"])
@@ -148,19 +183,26 @@ def main() -> None:
             cache = Path(tmp) / f"cache-{size}"  # fresh and empty for each run
             rows.append(run_child(size, root, cache, args))
             shutil.rmtree(cache, ignore_errors=True)
-    print(f"\nzero-shot classification, tiny model, {args.device}, batch {args.batch_size}, {args.workers} workers (a fresh process and cache each)")
+    on = args.device if args.precision == "fp32" else f"{args.device}, {args.precision} autocast"
+    print(f"\nzero-shot classification, tiny model, {on}, batch {args.batch_size}, {args.workers} workers (a fresh process and cache each)")
     head = ("images", "after load MiB", "peak MiB", "growth MiB", "workers' peak", "pass s", "process s", "images/s")
-    print("".join(f"{h:>15}" for h in head))
+    gpu = device.type == "cuda"
+    print("".join(f"{h:>15}" for h in head + (("GPU after load", "GPU peak MiB") if gpu else ())))
     for row in rows:
         growth = row["peak_rss_mib"] - row["rss_after_load_mib"]
         values = (f"{row['size']:,}", f"{row['rss_after_load_mib']:.0f}", f"{row['peak_rss_mib']:.0f}", f"{growth:.0f}",
                   f"{row['workers_peak_rss_mib']:.0f}" if args.workers else "-", f"{row['seconds']:.1f}", f"{row['process_seconds']:.1f}",
                   f"{row['images_per_s']:.0f}")  # fmt: skip
+        if gpu:
+            values += (f"{row['gpu_after_load_mib']:.0f}", f"{row['gpu_peak_mib']:.0f}")
         print("".join(f"{v:>15}" for v in values))
     if len(rows) > 1:
         ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
         verdict = "within" if ratio <= BOUND else "OVER"
         print(f"peak RSS {rows[-1]['size']:,} / {rows[0]['size']:,} images: {ratio:.3f} ({verdict} the bound {BOUND})")
+    peak = common.device_peak(device, args.precision, measure_size=512 if args.tiny else None)
+    print(common.mfu_line({f"{row['size']:,} images": row["images_per_s"] * row["flop_per_image"] for row in rows}, peak))
+    print(f"({common.gflop_text(rows[0]['flop_per_image'])} GFLOP per image: the image forward, counted by torch.utils.flop_counter)")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,19 @@ Printed: each metric both ways and whether they are equal (to 1e-6), the largest
 clip-benchmark's probe features and ours (read back from our cache), and images/s of the zero-shot
 pass each way: ``--repeats`` timed passes, alternating, after one untimed pass each (the one whose
 metrics are compared). Ours runs each timed pass with an empty cache; only the evaluation is timed,
-never loading the model.
+never loading the model. Then each way's MFU: images/s times the FLOPs of a pass per image
+(counted by ``torch.utils.flop_counter`` on clip-benchmark's compared pass; both run the same
+forwards) over the device's peak.
+
+``--device cuda`` runs both on the GPU (and prints each way's peak CUDA allocator memory over a
+timed pass, above what was allocated before it); ``--precision`` autocasts the timed passes' forwards,
+both ways, to bf16 / fp16 (clip-benchmark's ``amp`` switched on, inside flava_kit's autocast, so it
+takes that dtype), after an untimed pass each way in that precision. The compared metrics always
+come from fp32 passes: in reduced precision the two round at different points, so a near-tie may
+flip and equality to 1e-6 is no longer the test.
 
     python benchmarks/eval_vs_clip_benchmark.py [--run DIR] [--images 600] [--batch-size 64] [--workers 0] [--repeats 3]
+                                                [--device cpu] [--precision fp32] [--tiny]
 """
 
 from __future__ import annotations
@@ -39,7 +49,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # clip-benchmark's progress bars, before tqdm is imported
@@ -47,10 +56,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # clip-benchmark's progress bars, be
 import numpy as np
 import torch
 
+import common
+from flava_kit.train.device import autocast
+
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tiny_pretrain.yaml"
 TEMPLATES = ("a {}", "a photo of a {}", "a picture of a {}", "the {}")
 """Zero-shot prompts in flava_kit's form; clip-benchmark's names the slot ``{c}``."""
 TOLERANCE = 1e-6
+TINY_SIZES = {"steps": 2, "images": 48, "batch_size": 16, "repeats": 1}
 
 
 def write_folder(root: Path, count: int, image_size: int, seed: int) -> None:
@@ -74,16 +87,21 @@ def image_folder_loader(root: Path, transform, batch_size: int, workers: int) ->
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
 
 
-def clip_benchmark_zero_shot(triple: tuple, root: Path, batch_size: int, workers: int, device: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(logits, targets, class names) from clip-benchmark's classifier and classification loop."""
+def clip_benchmark_zero_shot(triple: tuple, root: Path, batch_size: int, workers: int, device: str,
+                             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # fmt: skip
+    """(logits, targets, class names) from clip-benchmark's classifier and classification loop. In bf16 /
+    fp16 its ``amp`` is on: its own ``torch.autocast(device)`` takes the dtype of the autocast around it
+    (with ``amp`` off it would switch that one off)."""
     from clip_benchmark.metrics.zeroshot_classification import run_classification, zero_shot_classifier
 
     model, transform, tokenizer = triple
     loader = image_folder_loader(root, transform, batch_size, workers)
     templates = [template.replace("{}", "{c}") for template in TEMPLATES]
-    classifier = zero_shot_classifier(model, tokenizer, loader.dataset.classes, templates, device, amp=False)
-    logits, target = run_classification(model, classifier, loader, device, amp=False)
-    return logits, target, loader.dataset.classes
+    amp = precision != "fp32"
+    with autocast(torch.device(device), precision):
+        classifier = zero_shot_classifier(model, tokenizer, loader.dataset.classes, templates, device, amp=amp)
+        logits, target = run_classification(model, classifier, loader, device, amp=amp)
+    return logits.float(), target, loader.dataset.classes
 
 
 def clip_benchmark_metrics(logits: torch.Tensor, target: torch.Tensor, classes: int) -> dict:
@@ -144,6 +162,17 @@ def our_features(loaded, recipe, role: str, cache: Path, batch_size: int) -> tup
     return np.asarray(found["image"].representations["projected"]), np.asarray(found["image"].labels), encoded["image"]
 
 
+def timed_pass(function, device: torch.device) -> tuple[float, float | None]:
+    """Seconds of ``function()`` and, on a GPU, the CUDA allocator's peak MiB above what was allocated before it."""
+    if device.type != "cuda":
+        return common.timed(function, device), None
+    common.synchronize(device)
+    common.reset_peak_memory(device)
+    before = common.memory_mib(device)
+    seconds = common.timed(function, device)
+    return seconds, common.peak_memory_mib(device) - before
+
+
 def spread(values: list[float]) -> str:
     """min / median / max."""
     return f"{min(values):.0f} / {statistics.median(values):.0f} / {max(values):.0f}"
@@ -157,8 +186,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="the same for both")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers, the same for both")
     parser.add_argument("--repeats", type=int, default=3, help="timed zero-shot passes each way")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    common.add_arguments(parser)
     args = parser.parse_args()
+    common.apply_tiny(parser, args, TINY_SIZES)
+    device = common.resolve(args)
+    args.device = device.type  # what both ways run on, as a name (clip-benchmark's autocast takes one)
 
     from flava_kit.checkpoints.loading import load_model
     from flava_kit.data.sources import SyntheticSource
@@ -182,11 +214,23 @@ def main() -> None:
         write_folder(test_root, args.images, loaded.image_size, SyntheticSource.HELD_OUT_SEED)
         write_folder(train_root, args.images, loaded.image_size, SyntheticSource.HELD_OUT_SEED + 1)
 
-        # The compared pass each way (untimed: it also warms both up).
-        logits, target, classes = clip_benchmark_zero_shot(triple, test_root, args.batch_size, args.workers, args.device)
+        def theirs_pass(precision: str):
+            return clip_benchmark_zero_shot(triple, test_root, args.batch_size, args.workers, args.device, precision)
+
+        def ours_pass(recipe, precision: str) -> dict:
+            with autocast(device, precision):
+                return evaluate(recipe, loaded={"model": loaded})
+
+        # The compared pass each way, in fp32 whatever --precision says: in bf16 / fp16 the two round at
+        # different points (clip-benchmark averages the prompts and scores under autocast, ours scores
+        # stored fp32 features), so a near-tie can flip. Untimed, it also warms both up; clip-benchmark's
+        # counts the FLOPs of a pass (the same in any precision).
+        compared = []
+        flop_per_pass = common.count_flops(lambda: compared.append(theirs_pass("fp32")))
+        logits, target, classes = compared[0]
         theirs = clip_benchmark_metrics(logits, target, len(classes))
         recipe = eval_recipe(test_root, train_root, args.batch_size, args.workers, args.device, tmp / "cache-compare", run)
-        results = evaluate(recipe, loaded={"model": loaded})["results"]["model"]
+        results = ours_pass(recipe, "fp32")["results"]["model"]
         zero_shot, probe = results["zero_shot"], results["linear_probe"]
         train_x, train_y = clip_benchmark_features(triple, train_root, args.batch_size, args.workers, args.device)
         test_x, test_y = clip_benchmark_features(triple, test_root, args.batch_size, args.workers, args.device)
@@ -199,17 +243,21 @@ def main() -> None:
         labels_equal = np.array_equal(train_y, ours_train_y) and np.array_equal(test_y, ours_test_y) and target.tolist() == ours_test_y.tolist()
         feature_gap = float(max(np.abs(train_x - ours_train).max(), np.abs(test_x - ours_test).max()))
 
-        # Timed zero-shot passes, alternating; ours from an empty cache every time.
+        # Timed zero-shot passes in --precision, alternating; ours from an empty cache every time.
+        if args.precision != "fp32":  # an untimed pass each way first: the reduced-precision kernels' warm-up
+            theirs_pass(args.precision)
+            ours_pass(eval_recipe(test_root, None, args.batch_size, args.workers, args.device, tmp / "cache-warm-up", run), args.precision)
         speeds: dict[str, list[float]] = {"clip-benchmark": [], "ours": []}
+        peaks: dict[str, list[float]] = {"clip-benchmark": [], "ours": []}  # GPU only
         for repeat in range(args.repeats):
-            start = time.perf_counter()
-            clip_benchmark_zero_shot(triple, test_root, args.batch_size, args.workers, args.device)
-            speeds["clip-benchmark"].append(args.images / (time.perf_counter() - start))
+            seconds, peak = timed_pass(lambda: theirs_pass(args.precision), device)
+            speeds["clip-benchmark"].append(args.images / seconds)
+            peaks["clip-benchmark"].append(peak)
             cache = tmp / f"cache-timed-{repeat}"
             timed = eval_recipe(test_root, None, args.batch_size, args.workers, args.device, cache, run)
-            start = time.perf_counter()
-            evaluate(timed, loaded={"model": loaded})
-            speeds["ours"].append(args.images / (time.perf_counter() - start))
+            seconds, peak = timed_pass(lambda: ours_pass(timed, args.precision), device)
+            speeds["ours"].append(args.images / seconds)
+            peaks["ours"].append(peak)
             shutil.rmtree(cache, ignore_errors=True)
 
         ours = {**zero_shot["metrics"], "confusion": zero_shot["details"]["confusion"]}
@@ -225,11 +273,20 @@ def main() -> None:
         print(f"{f'linear_probe accuracy (C={cost:g})':<32}{theirs_probe:>16.6f}{ours_probe:>16.6f}{'yes' if probe_equal else 'NO':>8}")
         print(f"{'probe features max |diff|':<32}{feature_gap:>32.2e}{'yes' if feature_gap <= TOLERANCE else 'NO':>8}")
         print(f"{'labels, file order':<32}{'':>32}{'yes' if labels_equal else 'NO':>8}")
-        print(f"\nzero-shot pass, images/s (min / median / max of {args.repeats}; ours from an empty cache)")
+        precision = "" if args.precision == "fp32" else f", {args.precision} autocast (the metrics above: fp32)"
+        print(f"\nzero-shot pass, images/s (min / median / max of {args.repeats}; ours from an empty cache{precision})")
         for way, values in speeds.items():
             print(f"{way:<32}{spread(values):>24}")
         ratio = statistics.median(speeds["ours"]) / statistics.median(speeds["clip-benchmark"])
         print(f"{'ours / clip-benchmark (median)':<32}{ratio:>24.2f}  ({'meets' if ratio >= 1.0 else 'BELOW'} the target 1.0)")
+        if device.type == "cuda":
+            print("peak CUDA allocator MiB of a timed pass, above what was allocated before it (max of the repeats)")
+            for way, values in peaks.items():
+                print(f"{way:<32}{max(values):>24.0f}")
+        peak = common.device_peak(device, args.precision, measure_size=512 if args.tiny else None)
+        print(common.mfu_line({way: statistics.median(values) / args.images * flop_per_pass for way, values in speeds.items()}, peak))
+        print(f"({common.gflop_text(flop_per_pass)} GFLOP per pass of {args.images} images and the class prompts, "
+              "counted by torch.utils.flop_counter)")  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -137,6 +137,12 @@ class MetricLogger(Protocol):
     step once. ``columns`` maps each group (``train``, ``system``) to the metric names the trainer
     expects (more may appear). ``log(step, metrics, group="train")`` records floats; ``close()``
     flushes. Only rank 0 logs.
+
+    Optional: ``record_recipe(recipe)``, called before ``start`` with the resolved recipe (a dict),
+    for trackers that keep a run's configuration; ``checkpointed(step)``, called once a checkpoint of
+    ``step`` is on disk, after which a resume never logs ``step`` or anything before it again: a
+    logger that cannot forget (an experiment tracker's append-only history) holds back later points
+    until then.
     """
 
     def start(self, run_dir: Any, step: int, columns: dict[str, list[str]]) -> None: ...

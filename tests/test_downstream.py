@@ -181,3 +181,51 @@ def test_fine_tuning_starts_from_an_hf_flava_directory(run_dir, tmp_path, capsys
     load_matching_weights(tmp_path / "hf", classifier)
     for key, value in flava.state_dict().items():
         assert torch.equal(classifier.flava.state_dict()[key], value), key
+
+
+def test_downstream_recipes_train_on_a_users_manifests(tmp_path, capsys):
+    """The data a user brings: a JSONL of VQA questions (image, question, annotators' answers) and a CSV
+    of sentence pairs with string labels, read by ``manifest`` under the user's field names."""
+    import csv
+
+    from flava_kit.data.sources.shapes_tasks import ShapesTaskSource
+
+    questions = ShapesTaskSource("vqa", 16, image_size=32)
+    lines = []
+    for index in range(len(questions)):
+        item = questions.read(index)
+        item["image"].save(tmp_path / f"{index}.png")
+        lines.append(json.dumps({"picture": f"{index}.png", "question": item["text"], "votes": item["answers"]}))
+    (tmp_path / "vqa.jsonl").write_text("\n".join(lines))
+    pairs = ShapesTaskSource("text_pair", 16)
+    with open(tmp_path / "pairs.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["premise", "hypothesis", "gold"])
+        for index in range(len(pairs)):
+            item = pairs.read(index)
+            writer.writerow([item["text"], item["text_pair"], pairs.class_names[item["label"]]])
+    manifests = {
+        "finetune_vqa": f"{{type: manifest, path: {tmp_path / 'vqa.jsonl'}, image_field: picture, text_field: question, answers_field: votes}}",
+        "finetune_text_pair": (f"{{type: manifest, path: {tmp_path / 'pairs.csv'}, image_field: null, text_field: premise, "
+                               f"text_pair_field: hypothesis, label_field: gold, class_names: [same, recoloured, other shape]}}"),
+    }  # fmt: skip
+    for name, node in manifests.items():
+        recipe = tiny_downstream(name, tmp_path)
+        source = DOWNSTREAM[name][0]
+        code, out = cli(capsys, "pretrain", recipe, f"data.sources.{source}={node}", "train.steps=2", "~train.select",
+                        f"train.eval.tasks.final.data={node}", "--out", str(tmp_path / name))  # fmt: skip
+        assert code == 0, out
+        assert 0.0 <= json.loads((tmp_path / name / "results.json").read_text())[DOWNSTREAM[name][4]] <= 1.0
+
+
+def test_a_true_match_tied_into_the_shortlist_is_on_it():
+    """Duplicate captions tie: the true match counts as rank 0 (nothing scores strictly above it), so it
+    must be on the shortlist re-ranking reorders, or re-ranking could lose a hit it cannot reorder."""
+    from flava_kit.evaluation.metrics import reranked_ranks, retrieval_ranks
+
+    queries = torch.tensor([[1.0, 0.0]])
+    candidates = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # candidates 0-2 tie; 0 is the true match
+    ranks, shortlist = retrieval_ranks(queries, candidates, shortlist=2)
+    assert ranks.tolist() == [0] and 0 in shortlist[0].tolist()
+    scores = torch.where(shortlist == 0, 1.0, 0.0)  # the re-ranker puts the true match first
+    assert reranked_ranks(shortlist, scores, ranks).tolist() == [0]

@@ -27,16 +27,23 @@ def classification_report(scores: torch.Tensor, labels: torch.Tensor, ks: Sequen
 
 def retrieval_ranks(queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 4096,
                     shortlist: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(``[Q]`` rank of each query's true match, ``[Q, shortlist]`` its best candidates, best first),
-    query ``i``'s true match being candidate ``i``. A rank is the number of candidates scoring above
+    """(``[Q]`` rank of each query's true match, ``[Q, shortlist]`` its best candidates, best first,
+    the true match among them whenever its rank is below ``shortlist``), query ``i``'s true match being candidate ``i``. A rank is the number of candidates scoring above
     the true match; similarities are computed ``chunk`` queries at a time (never ``Q x N`` at once)."""
     ranks, best = [], []
     for start in range(0, len(queries), chunk):
         scores = queries[start : start + chunk] @ candidates.T
         rows = torch.arange(scores.shape[0])
         # the true match's score from the same product, so it never outranks itself by rounding
-        ranks.append((scores > scores[rows, rows + start][:, None]).sum(1))
-        best.append(scores.topk(min(shortlist, scores.shape[1]), dim=1).indices)
+        rank = (scores > scores[rows, rows + start][:, None]).sum(1)
+        top = scores.topk(min(shortlist, scores.shape[1]), dim=1).indices
+        # Ties are broken in the true match's favour, as its rank counts only candidates strictly above it:
+        # a true match tied into the first n (duplicate captions) is on its shortlist, in the last place.
+        if top.shape[1]:
+            left_out = (top != (rows + start)[:, None]).all(1) & (rank < top.shape[1])
+            top[left_out, -1] = (rows + start)[left_out]
+        ranks.append(rank)
+        best.append(top)
     return torch.cat(ranks), torch.cat(best) if best else torch.zeros(0, 0, dtype=torch.long)
 
 

@@ -63,6 +63,7 @@ def _onednn_applies(x: torch.Tensor, layer: nn.Linear) -> bool:
         and x.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
         and not torch.compiler.is_compiling()  # inductor fuses on its own
+        and not torch.is_autocast_enabled("cpu")  # autocast casts F.linear's inputs; the fused op would stay fp32
     )
 
 

@@ -155,6 +155,8 @@ class Trainer:
             loader = itertools.chain([next(loader)], loader)
         self.keys = KeyRecorder(self.run_dir, self.rank, start) if cfg.record_keys else None
         for logger in self.loggers.values():
+            if hasattr(logger, "record_recipe"):  # trackers keep the resolved recipe as the run's parameters
+                logger.record_recipe(self.recipe)
             logger.start(self.run_dir, start, self.columns)  # forgets what a crashed run logged after ``start``
         previous = signal.signal(signal.SIGTERM, self._request_stop) if threading.current_thread() is threading.main_thread() else None
         progress = tqdm(total=cfg.steps, initial=start, disable=self.rank != 0, desc="pretrain", dynamic_ncols=True)
@@ -280,6 +282,9 @@ class Trainer:
         if self.rank == 0:
             self.last_checkpoint = save_checkpoint(self.run_dir, step, weights, optimizer_state, self.scheduler, self.recipe,
                                                    self.config.keep_checkpoints, data)  # fmt: skip
+            for logger in self.loggers.values():  # a resume now starts after ``step``: what came before is final
+                if hasattr(logger, "checkpointed"):
+                    logger.checkpointed(step)
         if self.distributed:
             dist.barrier()
 
