@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from flava_kit.cli import main
 from flava_kit.data.answers import answer_credit, answer_scores, top_answers
 from flava_kit.models.flava_vqa import soft_score_bce
+from flava_kit.recipe import load_recipe
 
 
 def cli(capsys, *argv: str) -> tuple[int, str]:
@@ -116,6 +118,13 @@ def test_each_downstream_recipe_fine_tunes_from_a_pretraining_run_and_evaluates_
     assert code == 0, out
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["metrics"]["run"][metric] == pytest.approx(summary[metric])
+    if name == "finetune_text_pair":  # per checkpoint: one column each, the selected one equal to the run's figure
+        (tmp_path / "final.yaml").write_text(yaml.safe_dump({"recipe_version": 1, "tasks": load_recipe(recipe).data["train"]["eval"]["tasks"]}))
+        checkpoints = [str(run / "checkpoints" / "best"), str(run / "checkpoints" / "step-00000004")]
+        code, out = cli(capsys, "eval", *checkpoints, "--recipe", str(tmp_path / "final.yaml"), "--out", str(tmp_path / "each"))
+        assert code == 0, out
+        table = json.loads((tmp_path / "each" / "results.json").read_text())["metrics"]
+        assert set(table) == {"best", "step-00000004"} and table["best"][metric] == pytest.approx(summary[metric])
     if name == "finetune_vqa":  # the answer vocabulary came from the training data, and travels with the model
         answers = (run / "answers.txt").read_text().split()
         assert len(answers) == 6 and set(answers) <= {"yes", "no", "red", "green", "blue", "yellow", "circle", "square", "triangle"}
@@ -175,7 +184,6 @@ def test_fine_tuning_starts_from_an_hf_flava_directory(run_dir, tmp_path, capsys
                     "--out", str(tmp_path / "run"))  # fmt: skip
     assert code == 0, out
     assert "4 model tensors kept their initial values (head.classifier.bias, head.classifier.weight, head.norm.bias, head.norm.weight)" in out
-    from flava_kit.recipe import load_recipe
 
     classifier = build(load_recipe(recipe))
     load_matching_weights(tmp_path / "hf", classifier)
@@ -229,3 +237,18 @@ def test_a_true_match_tied_into_the_shortlist_is_on_it():
     assert ranks.tolist() == [0] and 0 in shortlist[0].tolist()
     scores = torch.where(shortlist == 0, 1.0, 0.0)  # the re-ranker puts the true match first
     assert reranked_ranks(shortlist, scores, ranks).tolist() == [0]
+
+
+@pytest.mark.parametrize("case", ["vqa without answers", "vqa batches for a classifier", "a selection metric the eval lacks"])
+def test_downstream_mistakes_are_clear_errors_from_the_cli(case, tmp_path, capsys):
+    name, overrides, message = {
+        "vqa without answers": ("finetune_vqa", ["data.sources.questions={type: synthetic, size: 16, image_size: 32}"],
+                                "no answers in the training data"),
+        "vqa batches for a classifier": ("finetune_text_pair", ["data.task=vqa"], "data.task"),
+        "a selection metric the eval lacks": ("finetune_text_pair", ["train.select.metric=val_f1"],
+                                              "the evaluation reports no 'val_f1'; it reports val_accuracy"),
+    }[case]  # fmt: skip
+    code, out = cli(capsys, "pretrain", tiny_downstream(name, tmp_path), *overrides, "--out", str(tmp_path / "run"))
+    assert code != 0 and message in out, out
+    if case == "a selection metric the eval lacks":  # nothing lost: the checkpoint it could not judge is on disk
+        assert (tmp_path / "run" / "checkpoints" / "step-00000002" / "model.safetensors").is_file()
