@@ -82,3 +82,13 @@ def test_fsdp_trains_like_ddp_and_resumes(tmp_path):
     torchrun_pretrain(tmp_path / "cut", "train.fsdp=true", "--resume")
     resumed = checkpoint_weights(tmp_path / "cut" / "run")
     assert all(torch.equal(resumed[k], fsdp[k]) for k in fsdp)  # FSDP resume: bit-exact too
+
+
+def test_model_selection_under_torchrun(tmp_path):
+    """train.select with 2 ranks: checkpoints are collectives, so every rank takes part; rank 0 evaluates."""
+    select = ("train.select={eval: {tasks: {val: {type: zero_shot_classification, data: {type: synthetic, split: held_out, size: 24, "
+              "image_size: 32}}}}, metric: val_accuracy, every: 2}")  # fmt: skip
+    torchrun_pretrain(tmp_path, select)
+    rows = (tmp_path / "run" / "validation.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["2", "4"]
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").is_file()

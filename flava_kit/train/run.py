@@ -76,7 +76,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
                   f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     selector = None
-    if train.select is not None and rank == 0:
+    if train.select is not None:  # on every rank (checkpoints are collectives); rank 0 alone evaluates
         from flava_kit.evaluation import evaluate_run
         from flava_kit.train.selection import Selector
 

@@ -192,7 +192,7 @@ class Trainer:
                 logger.close()
             if self.keys is not None:
                 self.keys.close()
-        if self.rank == 0 and step == cfg.steps and (self.run_dir / "losses.csv").exists():
+        if self.rank == 0 and (step == cfg.steps or self.stopped_early) and (self.run_dir / "losses.csv").exists():
             plot_losses(self.run_dir / "losses.csv", self.run_dir / "losses.png", self.columns["train"][2:-1])
         return step
 
