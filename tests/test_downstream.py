@@ -11,17 +11,10 @@ import pytest
 import torch
 import yaml
 
-from flava_kit.cli import main
 from flava_kit.data.answers import answer_credit, answer_scores, top_answers
 from flava_kit.models.flava_vqa import soft_score_bce
 from flava_kit.recipe import load_recipe
-
-
-def cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out + captured.err
+from tests.test_recipes_through_cli import cli
 
 
 def test_vqa_soft_scores_and_credit_by_hand():
