@@ -61,6 +61,18 @@ def test_shifted_shapes_are_labelled_deterministic_and_another_routine():
     assert not plain & {item["image"].tobytes() for item in items}
 
 
+def test_shifted_shapes_without_a_shift_change_only_what_it_draws():
+    from flava_kit.data.shifted_shapes import SHIFTS, ShiftedShapes
+
+    shifted = ShiftedShapes(40)
+    for shift in SHIFTS:
+        without = ShiftedShapes(40, without=[shift])
+        assert [without[i]["label"] for i in range(40)] == [shifted[i]["label"] for i in range(40)]
+        assert any(without[i]["image"].tobytes() != shifted[i]["image"].tobytes() for i in range(40)), shift
+    with pytest.raises(ValueError, match="unknown shift colour"):
+        ShiftedShapes(4, without=["colour"])
+
+
 @pytest.fixture
 def tokenizer(tmp_path):
     return tokenizer_from_words(vocabulary(), tmp_path / "tokenizer")

@@ -188,3 +188,14 @@ def test_validate_takes_eval_recipes_and_opens_their_sources(tmp_path, capsys):
     assert code == 2 and "tasks.photos" in err and "nowhere: no such image folder" in err
     code, out, err = run(capsys, "validate", "eval_shapes", "--resolved")
     assert code == 0 and "split: held_out" in out and "batch_size: 64" in out
+
+
+def test_the_shift_factors_recipe_reports_each_shift_switched_off(run_dir, tmp_path, capsys):
+    from flava_kit.data.shifted_shapes import SHIFTS
+
+    smaller = [f"tasks.{task}.data.size=24" for task in ["shifted", *(f"without_{shift}" for shift in SHIFTS)]]
+    code, out, err = run(capsys, "eval", str(run_dir), *smaller, "--recipe", "eval_shift_factors", "--out", str(tmp_path / "factors"))
+    assert code == 0, err
+    tasks = json.loads((tmp_path / "factors" / "results.json").read_text())["tasks"]
+    assert set(tasks) == {"shifted", *(f"without_{shift}" for shift in SHIFTS)}
+    assert [tasks[f"without_{shift}"]["data"]["data"]["without"] for shift in SHIFTS] == [[shift] for shift in SHIFTS]
