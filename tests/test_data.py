@@ -61,7 +61,7 @@ def test_shifted_shapes_are_labelled_deterministic_and_another_routine():
     assert not plain & {item["image"].tobytes() for item in items}
 
 
-def test_shifted_shapes_without_a_shift_change_only_what_it_draws():
+def test_shifted_shapes_without_a_shift_keep_their_labels_and_change_their_images():
     from flava_kit.data.shifted_shapes import SHIFTS, ShiftedShapes
 
     shifted = ShiftedShapes(40)

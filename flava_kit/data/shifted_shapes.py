@@ -23,12 +23,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from flava_kit.data.synthetic import COLORS, class_names
 
-# Hue ranges (0..1) and the least value (brightness) that still reads as the colour's name.
 Shift = Literal["background", "shade", "size", "outline", "antialias", "blur", "jpeg"]
 SHIFTS = get_args(Shift)
 """What ``without`` can switch off: a plain light background, the synthetic routine's exact colours,
 its sizes (a quarter to half the side), no outline, no anti-aliasing, no blur, no JPEG."""
 
+# Hue ranges (0..1) and the least value (brightness) that still reads as the colour's name.
 HUES = {"red": ((-0.03, 0.02), 0.45), "green": ((0.26, 0.40), 0.35), "blue": ((0.56, 0.66), 0.4), "yellow": ((0.13, 0.17), 0.8)}
 
 
