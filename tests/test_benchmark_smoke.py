@@ -229,3 +229,15 @@ def test_each_benchmark_runs_in_bf16_on_the_gpu(script, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     peak, shares = mfu_shares(done.stdout)
     assert torch.cuda.get_device_name() in peak and shares and all(share > 0 for share in shares)
+
+
+def test_shapes_geometry_prints_every_cosine_of_a_run(run_dir):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "shapes_geometry.py"), str(run_dir), "--size", "36"],
+                          capture_output=True, text=True, env=ENVIRONMENT, timeout=TIMEOUT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    header, *rows = done.stdout.strip().splitlines()
+    assert header.split()[:2] == ["mean", "cosine"] and header.split()[-1] == str(run_dir)
+    values = {row.rsplit(None, 1)[0].strip(): float(row.rsplit(None, 1)[1]) for row in rows}
+    assert len(values) == 9 and "prompt-prompt same colour" in values and "image-image same colour, other shape" in values
+    assert all(-1.0001 <= value <= 1.0001 for value in values.values())
+    assert 0.0 <= values["zero-shot accuracy ('a <class>')"] <= 1.0
