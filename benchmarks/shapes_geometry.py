@@ -11,6 +11,7 @@ Its own prompt must also beat the same colour's other prompts for zero-shot to r
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch
 from flava_kit.checkpoints.loading import load_model
 from flava_kit.data.sources.synthetic import SyntheticSource
 from flava_kit.data.synthetic import SHAPES, class_names
+from flava_kit.errors import FlavaKitError
 from flava_kit.evaluation.encode import image_representations, text_representations
 
 
@@ -64,7 +66,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=600, help="held-out images (as eval_shapes)")
     parser.add_argument("--variety", type=float, default=0.0, help="held-out images' variety (eval_shapes draws them plainly)")
     args = parser.parse_args()
-    tables = {run: geometry(run, args.size, args.variety) for run in args.runs}
+    try:
+        tables = {run: geometry(run, args.size, args.variety) for run in args.runs}
+    except FlavaKitError as error:  # a run that is not there or cannot be read: say so, no traceback
+        sys.exit(f"error: {error}")
     width = max(len(key) for key in next(iter(tables.values())))
     print(f"{'mean cosine':<{width}}" + "".join(f"  {run:>24}" for run in args.runs))
     for key in next(iter(tables.values())):

@@ -1,8 +1,8 @@
-"""The side-by-side benchmarks at their tiny sizes, so they cannot rot: each runs as a subprocess on the
-CPU, exits 0 and prints its table, ratio and MFU lines; ``--device cuda`` where there is no GPU stops
-each with a message (run in this process: the exit it raises is what Python prints); the shared
-helpers (GPU peak table, FLOP counting, ``--tiny``) are checked directly. A GPU case (marked ``gpu``)
-runs each in bf16 on CUDA.
+"""The side-by-side benchmarks at their tiny sizes (and ``shapes_geometry`` on a one-step run), so
+they cannot rot: each runs as a subprocess on the CPU, exits 0 and prints its table, ratio and MFU
+lines; ``--device cuda`` where there is no GPU stops each with a message (run in this process: the
+exit it raises is what Python prints); the shared helpers (GPU peak table, FLOP counting,
+``--tiny``) are checked directly. A GPU case (marked ``gpu``) runs each in bf16 on CUDA.
 
 The CPU runs start together (the selected ones, on first use) and each test waits for its own: most
 of a tiny run is importing torch and transformers, which overlaps. Each runs one torch thread: on a
@@ -241,3 +241,10 @@ def test_shapes_geometry_prints_every_cosine_of_a_run(run_dir):
     assert len(values) == 9 and "prompt-prompt same colour" in values and "image-image same colour, other shape" in values
     assert all(-1.0001 <= value <= 1.0001 for value in values.values())
     assert 0.0 <= values["zero-shot accuracy ('a <class>')"] <= 1.0
+
+
+def test_shapes_geometry_names_a_run_it_cannot_read(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "shapes_geometry.py"), str(tmp_path / "no_such_run")],
+                          capture_output=True, text=True, env=ENVIRONMENT, timeout=TIMEOUT)  # fmt: skip
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and "no_such_run" in done.stderr
+    assert "Traceback" not in done.stderr
