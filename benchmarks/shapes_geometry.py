@@ -20,7 +20,7 @@ from flava_kit.checkpoints.loading import load_model
 from flava_kit.data.sources.synthetic import SyntheticSource
 from flava_kit.data.synthetic import SHAPES, class_names
 from flava_kit.errors import FlavaKitError
-from flava_kit.evaluation.encode import image_representations, text_representations
+from flava_kit.evaluation.encode import encode_texts, image_representations
 
 
 def mean_where(similarity: np.ndarray, mask: np.ndarray) -> float:
@@ -36,21 +36,18 @@ def geometry(run: str, size: int, variety: float) -> dict[str, float]:
     labels = np.array([item["label"] for item in items])
     processor = loaded.processor()
     images = image_representations(loaded, torch.stack([processor.pixels(item["image"]) for item in items]))["projected"]
-    tokens = loaded.tokenizer([f"a {name}" for name in class_names()], padding="max_length",
-                              max_length=loaded.text_length, truncation=True, return_tensors="pt")  # fmt: skip
-    prompts = text_representations(loaded, tokens["input_ids"], tokens["attention_mask"])["projected"]
+    prompts = encode_texts(loaded, [f"a {name}" for name in class_names()]).numpy()
     classes = np.arange(len(class_names()))
     colour, prompt_colour = labels // len(SHAPES), classes // len(SHAPES)  # class_names is colour-major
     same_class, other_item = labels[:, None] == labels[None], ~np.eye(len(labels), dtype=bool)
     same_colour = colour[:, None] == colour[None]
-    to_prompt = images @ prompts.T
+    among_images, to_prompt, among_prompts = images @ images.T, images @ prompts.T, prompts @ prompts.T
     prompt_class = labels[:, None] == classes[None]
     prompt_same_colour = colour[:, None] == prompt_colour[None]
-    among_prompts = prompts @ prompts.T
     return {
-        "image-image same class": mean_where(images @ images.T, same_class & other_item),
-        "image-image same colour, other shape": mean_where(images @ images.T, same_colour & ~same_class),
-        "image-image other colour": mean_where(images @ images.T, ~same_colour),
+        "image-image same class": mean_where(among_images, same_class & other_item),
+        "image-image same colour, other shape": mean_where(among_images, same_colour & ~same_class),
+        "image-image other colour": mean_where(among_images, ~same_colour),
         "prompt-prompt same colour": mean_where(among_prompts, (prompt_colour[:, None] == prompt_colour[None]) & (classes[:, None] != classes[None])),
         "prompt-prompt other colour": mean_where(among_prompts, prompt_colour[:, None] != prompt_colour[None]),
         "image-own prompt": mean_where(to_prompt, prompt_class),
