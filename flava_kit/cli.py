@@ -155,13 +155,10 @@ def cmd_cp(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from flava_kit.checkpoints import from_pretrained, save_pretrained
+    from flava_kit.checkpoints.convert import convert
 
-    model = from_pretrained(args.src)
-    if model.skipped_keys:
-        err.print(f"note: skipped {len(model.skipped_keys)} weights a FlavaModel does not hold "
-                  f"(pretraining heads, codebook), e.g. {model.skipped_keys[0]}", markup=False)  # fmt: skip
-    save_pretrained(model, args.dst)
+    model, notes = convert(args.src, args.dst)
+    _print_notes(notes)
     out.print(f"wrote {args.dst} ({_count(model)})", markup=False)
 
 
@@ -328,9 +325,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="the folder to write the package into (default: here)")
     p.set_defaults(handler=cmd_new_plugin)
 
-    p = sub.add_parser("convert", help="read an HF FLAVA directory and write it back as flava_kit saves it")
-    p.add_argument("src", help="an HF FlavaModel or FlavaForPreTraining directory")
-    p.add_argument("dst", help="the directory to write (HF format, plus flava_kit_recipe.yaml)")
+    p = sub.add_parser("convert", help="write an HF FLAVA directory or a run as a complete HF FLAVA directory (weights, tokenizer, processor)")
+    p.add_argument("src", help="an HF FlavaModel or FlavaForPreTraining directory (or HF Hub id), or a run directory or one of its checkpoints")
+    p.add_argument("dst", help="the directory to write (HF format, tokenizer, preprocessor_config.json, plus flava_kit_recipe.yaml)")
     p.set_defaults(handler=cmd_convert)
     return parser
 

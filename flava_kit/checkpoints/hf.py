@@ -54,14 +54,14 @@ def hf_names(key: str) -> list[str]:
     return foreign_names(key, HF, pretraining=key.startswith(("flava.", "codebook.", "objectives.")))
 
 
-def check_standard(model: Any) -> None:
-    """Raise unless ``model`` is built from the standard FLAVA components HF's format can hold."""
+def not_standard(model: Any) -> str | None:
+    """Why HF's FLAVA format cannot hold ``model``, or None where it can (the standard FLAVA components)."""
     from flava_kit.models.flava import FlavaModel
     from flava_kit.models.flava_pretraining import FlavaForPreTraining
     from flava_kit.recipe import to_recipe
 
     if not isinstance(model, (FlavaModel, FlavaForPreTraining)):
-        raise CheckpointError(f"the HF FLAVA format holds a flava or flava_pretraining model, not a {type(model).__name__}")
+        return f"the HF FLAVA format holds a flava or flava_pretraining model, not a {type(model).__name__}"
     node = to_recipe(model)["model"]
     expected = dict(_COMPONENTS)
     if isinstance(model, FlavaForPreTraining):
@@ -73,10 +73,15 @@ def check_standard(model: Any) -> None:
     for path, kind in expected.items():
         actual = (node.get(path) or {"type": kind})["type"]
         if actual != kind:
-            raise CheckpointError(
-                f"model.{path} is '{actual}': the HF FLAVA format holds only '{kind}' there; "
-                f"save the state dict with safetensors instead, and the recipe beside it"
-            )
+            return f"model.{path} is '{actual}': the HF FLAVA format holds only '{kind}' there"
+    return None
+
+
+def check_standard(model: Any) -> None:
+    """Raise unless ``model`` is built from the standard FLAVA components HF's format can hold."""
+    reason = not_standard(model)
+    if reason is not None:
+        raise CheckpointError(f"{reason}; save the state dict with safetensors instead, and the recipe beside it")
 
 
 def to_hf_state_dict(model: Any) -> dict[str, torch.Tensor]:

@@ -93,10 +93,10 @@ def _spec(reference: str | dict) -> dict:
     from flava_kit.hub import is_hub_id
     from flava_kit.recipe.loading import find_recipe
 
-    from flava_kit.checkpoints.run_dir import RECIPE, WEIGHTS
+    from flava_kit.checkpoints.run_dir import is_run
 
     path = Path(reference)
-    if (path / "checkpoints").is_dir() or ((path / WEIGHTS).is_file() and (path / RECIPE).is_file()):
+    if is_run(path):
         return {"run": reference}  # a run directory (its latest checkpoint), or one checkpoint of it
     if (path / "config.json").is_file() or (is_hub_id(reference) and find_recipe(reference, None) is None):
         return {"hf": reference}

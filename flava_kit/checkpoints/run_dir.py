@@ -15,6 +15,12 @@ from flava_kit.errors import CheckpointError
 WEIGHTS, RECIPE, LATEST, BEST = "model.safetensors", "recipe.yaml", "latest", "best"
 
 
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory (it has ``checkpoints/``) or one checkpoint of a run (weights and recipe)."""
+    path = Path(path)
+    return (path / "checkpoints").is_dir() or ((path / WEIGHTS).is_file() and (path / RECIPE).is_file())
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint the ``latest`` pointer names, if any."""
     pointer = Path(run_dir) / "checkpoints" / LATEST

@@ -51,10 +51,14 @@ def word_starts(encoded: Any) -> torch.Tensor:
 
 
 def run_tokenizer(path: str | None, directory: str | Path | None = None) -> Any:
-    """The local tokenizer at ``path``, or, without one, one built from the synthetic dataset's
-    vocabulary (saved in ``directory`` if given, so a run's tokenizer travels with it)."""
+    """The tokenizer at ``path`` (a local directory or HF Hub id), or, without one, one built from the
+    synthetic dataset's vocabulary; either is saved in ``directory`` if given, so a run holds its own
+    copy and keeps working when ``path`` moves."""
     from flava_kit.data.synthetic import vocabulary
 
-    if path:
-        return load_tokenizer(path)
-    return tokenizer_from_words(vocabulary(), directory)
+    if not path:
+        return tokenizer_from_words(vocabulary(), directory)
+    tokenizer = load_tokenizer(path)
+    if directory is not None:
+        tokenizer.save_pretrained(str(directory))
+    return tokenizer

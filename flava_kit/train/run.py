@@ -42,7 +42,8 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
              stop_after: int | None = None) -> PretrainRun:  # fmt: skip
     """Train as the recipe says; under ``torchrun`` each process trains one DDP rank (gloo on CPU).
 
-    Writes ``run_dir``: checkpoints, ``losses.csv``, ``losses.png``, ``tokenizer/`` and, with a
+    Writes ``run_dir``: checkpoints, ``losses.csv``, ``losses.png``, ``tokenizer/`` (a copy of
+    ``data.tokenizer``'s, which ``--resume`` and evaluation read), a VQA model's ``answers.txt`` and, with a
     ``train.eval`` recipe, ``eval/NAME/`` (what ``flava-kit eval RUN`` writes) and ``results.json``
     (the step, wall time and every ``TASK_METRIC`` of that evaluation).
     """
@@ -62,7 +63,12 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     fill_answer_vocabulary(recipe.data, data, run_dir if rank == 0 else None)
     model = build(recipe)
     data.follow(model)
-    tokenizer = data.tokenizer(run_dir / "tokenizer" if rank == 0 else None)  # one writer under torchrun
+    if resume and (run_dir / "tokenizer").is_dir():  # the tokenizer its checkpoints learnt, wherever data.tokenizer went since
+        from flava_kit.data.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(run_dir / "tokenizer")
+    else:
+        tokenizer = data.tokenizer(run_dir / "tokenizer" if rank == 0 else None)  # one writer under torchrun
     text_vocab = model.flava.text_encoder.vocab_size
     if len(tokenizer) > text_vocab:
         raise RecipeError(Problem("model.text_encoder.vocab_size", f"{text_vocab} is smaller than the tokenizer's {len(tokenizer)} tokens",
@@ -113,15 +119,21 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
 
 
 def fill_answer_vocabulary(recipe: dict, data: Any, run_dir: Path | None) -> None:
-    """A VQA model whose ``answers`` are unset gets the ``max_answers`` answers given most often in
-    the training sources (one pass over them), in the recipe the run saves; ``answers.txt`` in
-    ``run_dir`` lists them."""
+    """A VQA model's answer vocabulary, in the recipe the run saves and in ``answers.txt`` in
+    ``run_dir``: the list an ``answers`` file holds (so the run no longer needs the file), or, with
+    ``answers`` unset, the ``max_answers`` answers given most often in the training sources (one
+    pass over them)."""
     model = recipe.get("model") or {}
-    if model.get("type") != "flava_vqa" or model.get("answers") is not None:
+    if model.get("type") != "flava_vqa" or isinstance(model.get("answers"), list):
         return
-    from flava_kit.data.answers import top_answers
+    from flava_kit.data.answers import read_vocabulary, top_answers
     from flava_kit.evaluation.passes import raw_items
     from flava_kit.models.flava_vqa import FlavaForVQA
+
+    if model.get("answers") is not None:
+        model["answers"] = read_vocabulary(model["answers"])
+        _write_answers(model["answers"], run_dir)
+        return
 
     def answer_lists():
         for name, source in data.sources.items():
@@ -135,6 +147,10 @@ def fill_answer_vocabulary(recipe: dict, data: Any, run_dir: Path | None) -> Non
 
     default = inspect.signature(FlavaForVQA).parameters["max_answers"].default
     model["answers"] = top_answers(answer_lists(), model.get("max_answers", default))
+    _write_answers(model["answers"], run_dir)
+
+
+def _write_answers(answers: list[str], run_dir: Path | None) -> None:
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "answers.txt").write_text("".join(f"{answer}\n" for answer in model["answers"]))
+        (run_dir / "answers.txt").write_text("".join(f"{answer}\n" for answer in answers))
