@@ -84,6 +84,7 @@ class _Streamed(ShardedSource):
 
     def __init__(self, files: list[str], columns: _Columns, shuffle: int, weight: float):
         self.shards, self.columns, self.shuffle, self.weight = files, columns, shuffle, weight
+        self.owner = f"hf_dataset {columns.where} (streaming)"
         first = self._open(files[0])
         names = columns.check(list(first.column_names or []), first.features)
         if names is not None:
@@ -96,7 +97,12 @@ class _Streamed(ShardedSource):
         return datasets.load_dataset(FILE_FORMATS[Path(path).suffix], data_files=[path], split="train", streaming=True)
 
     def read_shard(self, shard: str) -> Iterator[tuple[str, dict]]:
-        for index, row in enumerate(self._open(shard)):
+        # Through ``iter``, not the dataset's own iterator: inside a DataLoader worker that one
+        # splits the dataset's shards (this one file) among the workers again, so every worker
+        # but the first read nothing. Our lanes already gave this file to this reader, whole.
+        batches = self._open(shard).iter(batch_size=64)
+        rows = (dict(zip(batch, values)) for batch in batches for values in zip(*batch.values()))
+        for index, row in enumerate(rows):
             yield f"{Path(shard).name}:{index}", row
 
     def decode(self, raw: tuple[str, dict]) -> dict:

@@ -31,6 +31,7 @@ class ShardedSource:
     shard_shuffle: bool = True
     resampled: bool = False
     weight: float = 1.0
+    owner: str = ""  # what errors name: the source type and its shards (else the class name)
 
     def read_shard(self, shard: str) -> Iterator[Any]:
         raise NotImplementedError
@@ -40,14 +41,16 @@ class ShardedSource:
 
     def samples(self, lane: int, lanes: int, seed: int, position: dict | None = None) -> Iterator[tuple[Any, dict]]:
         """This lane's raw samples, shard after shard, each with the position after it."""
+        owner = self.owner or type(self).__name__
         if not self.resampled:
-            lane_share(len(self.shards), "shards", lane, lanes, type(self).__name__)
+            lane_share(len(self.shards), "shards", lane, lanes, owner)
         position = position or {}
         epoch, shard, offset = position.get("epoch", 0), position.get("shard", 0), position.get("offset", 0)
-        empty = 0  # shards in a row that held nothing: a lane of empty shards must fail, not spin
+        empty, url = 0, None  # shards in a row that held nothing: a lane of empty shards must fail, not spin
         while True:
             if empty > (10 * len(self.shards) if self.resampled else len(self.shards)):
-                raise DataError(f"{type(self).__name__}: lane {lane} of {lanes} read {empty} shards in a row without one sample")
+                raise DataError(f"{owner}: reader {lane} of {lanes} (ranks x data.workers) found no sample in {empty} "
+                                f"shards in a row, the last {url}; are they empty?")  # fmt: skip
             if self.resampled:
                 url = self.shards[random.Random(mixed_seed(seed, lane, shard)).randrange(len(self.shards))]
             else:
