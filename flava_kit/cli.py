@@ -84,14 +84,15 @@ def _print_notes(notes: list[str]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from flava_kit.evaluation.recipe import build_tasks, is_eval_recipe, load_eval_recipe
+    from flava_kit.evaluation.recipe import is_eval_recipe, load_eval_recipe
     from flava_kit.recipe import load_recipe
+    from flava_kit.recipe.summary import training_summary
 
     if is_eval_recipe(args.recipe):  # its tasks built for real: every source opened, as training's validation does
         import yaml
 
         evaluation = load_eval_recipe(args.recipe, args.overrides, require_models=False)
-        build_tasks(evaluation)
+        _print_notes(evaluation.notes)
         if args.resolved:
             print(yaml.safe_dump(evaluation.data, sort_keys=False), end="")
         else:
@@ -103,6 +104,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         print(recipe.to_yaml(), end="")
     else:
         out.print(f"{args.recipe}: valid", markup=False)
+        for line in training_summary(recipe):  # what an extended recipe inherited, before anyone trains on it
+            out.print(line, markup=False)
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -163,9 +166,18 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
+    import os
+
+    from flava_kit.recipe import load_recipe
+    from flava_kit.recipe.summary import training_summary
     from flava_kit.train.run import pretrain
 
-    run = pretrain(args.recipe, args.overrides, args.out, resume=args.resume)
+    recipe = load_recipe(args.recipe, args.overrides)  # what trains, said before the first step (on stderr: stdout ends with the results)
+    if os.environ.get("RANK", "0") == "0":
+        _print_notes(recipe.notes)
+        for line in training_summary(recipe):
+            err.print(line, markup=False)
+    run = pretrain(recipe, (), args.out, resume=args.resume)  # validated once, above
     for line in pretrain_summary(run):
         out.print(line, markup=False)
 

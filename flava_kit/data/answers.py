@@ -48,7 +48,13 @@ def top_answers(answer_lists: Iterable[Sequence[str]], top_k: int) -> list[str]:
 
 def read_vocabulary(given: Sequence[str] | str) -> list[str]:
     """An answer vocabulary given as a list, or a file with one answer per line; none, or an answer
-    listed twice, is an error."""
+    listed twice, is a ``DataError`` naming the file, whose ``parameter`` (``answers``) lets a
+    recipe's error point at ``model.answers``."""
+    from flava_kit.data.sources.base import DataError
     from flava_kit.data.sources.fields import read_class_names
 
-    return read_class_names(given, "model", setting="answers")
+    try:
+        return read_class_names(given, given if isinstance(given, str) else "flava_vqa", setting="answers")
+    except DataError as exc:
+        exc.parameter = "answers"
+        raise

@@ -19,22 +19,50 @@ import torch
 from flava_kit.data.answers import answer_scores
 from flava_kit.data.processor import ImageProcessor
 from flava_kit.data.sources.base import Broken, DataError
-from flava_kit.data.tokenizer import word_starts
+from flava_kit.data.tokenizer import Truncations, word_starts
+
 
 def loader_batches(loader: Any) -> Iterator[dict[str, Any]]:
-    """Iterate a DataLoader over :class:`PretrainingBatches`; a data error raised in a worker
-    process comes back as itself, not wrapped in the worker's traceback text."""
+    """Iterate a DataLoader (over :class:`PretrainingBatches`, or an evaluation pass); a data error
+    raised in a worker process comes back as itself, not wrapped in the worker's traceback text.
+    Over a :class:`PretrainingBatches` window, the texts its readers cut to fit are added up and
+    warned about once: when the window's last batch is read, or when reading stops before it."""
+    window = loader.dataset if isinstance(getattr(loader, "dataset", None), PretrainingBatches) else None
+    truncations, read, last = Truncations(), 0, None if window is None else window.stop - window.start
     try:
-        yield from loader
+        for batch in loader:
+            read += 1
+            if window is not None:
+                truncations.take(batch["data_position"], len(batch["keys"]))
+                if read == last:
+                    window.warn_truncations(truncations)
+            yield batch
     except DataError as exc:
         message = str(exc)
         if "Original Traceback" in message:  # torch's ExceptionWrapper: the last line is "module.DataError: message"
             message = message.rstrip().splitlines()[-1].split("Error: ", 1)[-1]
         raise DataError(message) from None
+    finally:
+        if window is not None and read != last:  # stopped early (or closed): still said once
+            window.warn_truncations(truncations)
 
 
 WARNED_SKIPS = 10
-"""Skipped items warned about one by one, per lane; later ones are only counted."""
+"""Skipped items warned about one by one, per lane (or evaluation pass); later ones are only counted."""
+
+
+def broken_item_error(where: str, exc: Exception, setting: str) -> DataError:
+    """What stops a run or an evaluation pass at a broken item of ``where`` when ``setting``
+    (``data.strict``, ``settings.strict``) is on."""
+    return DataError(f"{where}: {exc} ({setting} is on; turn it off to skip and count such items)")
+
+
+def warn_skipped(where: str, why: Any, skipped: int) -> None:
+    """Warn about a broken item of ``where`` skipped (``skipped``: how many so far, this one
+    included): the first :data:`WARNED_SKIPS` one by one, later ones only counted."""
+    if skipped <= WARNED_SKIPS:
+        more = "; later ones are only counted" if skipped == WARNED_SKIPS else ""
+        warnings.warn(f"skipped a broken item of {where} ({skipped} so far{more}): {why}", stacklevel=3)
 
 
 class PretrainingBatches(torch.utils.data.IterableDataset):
@@ -75,6 +103,7 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
         if task == "vqa" and not answers:
             raise DataError("VQA batches need the model's answer vocabulary (model.answers)")
         self.start, self.stop, self.positions = 0, 1 << 62, {}
+        self.truncations, self.cut = Truncations(), {}  # this reader's cut texts; the last batch's (see Truncations.note)
 
     def window(self, start: int, stop: int, positions: Mapping[int, dict] | None = None) -> "PretrainingBatches":
         """Build steps ``start .. stop - 1``, with lanes starting at ``positions`` (lane -> the
@@ -89,6 +118,7 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
         position = self.positions.get(lane, {})
         state = {"lane": lane, "sources": dict(position.get("sources", {})), "skipped": position.get("skipped", 0)}
         streams: dict[str, Iterator] = {}
+        self.truncations = Truncations()
         for step in range(self.start + worker, self.stop, workers):
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.rank)
             name = self.names[int(torch.multinomial(self.weights, 1, generator=generator))]
@@ -96,10 +126,19 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
                 streams[name] = self.sources[name].samples(self.rank * workers + lane, self.world_size * workers, self.seed,
                                                            state["sources"].get(name))  # fmt: skip
             items = self._items(name, streams[name], state)
+            self.cut = {}
             batch = self.task_batch(items, generator)
             batch["keys"] = [item["key"] for item in items]
-            batch["data_position"] = {"lane": lane, "sources": dict(state["sources"]), "skipped": state["skipped"]}
+            # The cut texts travel with the position (from a worker too); loader_batches takes them out again.
+            batch["data_position"] = {"lane": lane, "sources": dict(state["sources"]), "skipped": state["skipped"], **self.cut}
             yield batch
+
+    def warn_truncations(self, truncations: Truncations) -> None:
+        """Warn once about the texts cut to ``text_length`` that ``truncations`` added up."""
+        message = truncations.warning("data", f"data.text_length ({self.text_length} tokens)",
+                                      "raise data.text_length (up to model.text_encoder.max_position_embeddings) or shorten the texts")
+        if message:
+            warnings.warn(message, stacklevel=2)
 
     def task_batch(self, items: list[dict], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The batch ``data.task`` asks for: ``pretrain`` (masked, with ITM negatives), ``retrieval``
@@ -130,6 +169,7 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
         if has_text:
             encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.text_length,
                                      return_special_tokens_mask=True, return_tensors="pt")  # fmt: skip
+            self.cut = self.truncations.note(self.tokenizer, encoded, texts)
             batch["input_ids"], batch["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
             if masked:
                 special = encoded["special_tokens_mask"].bool() | (encoded["attention_mask"] == 0)
@@ -169,6 +209,7 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
             raise DataError("a batch mixes items with and without text_pair; a sentence-pair source needs a second text on every item")
         encoded = self.tokenizer(texts, pairs if paired else None, padding="max_length", truncation=True, max_length=self.text_length,
                                  return_tensors="pt", return_token_type_ids=paired)  # fmt: skip
+        self.cut = self.truncations.note(self.tokenizer, encoded, texts, pairs if paired else None)
         keep = ("input_ids", "attention_mask", "token_type_ids") if paired else ("input_ids", "attention_mask")
         return {name: encoded[name] for name in keep}
 
@@ -187,9 +228,7 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
                 items.append(source.decode(raw))
             except DataError as exc:
                 if self.strict:
-                    raise DataError(f"data.sources.{name}: {exc} (data.strict is on; turn it off to skip and count such items)") from exc
+                    raise broken_item_error(f"data.sources.{name}", exc, "data.strict") from exc
                 state["skipped"] += 1
-                if state["skipped"] <= WARNED_SKIPS:
-                    more = "; later ones are only counted" if state["skipped"] == WARNED_SKIPS else ""
-                    warnings.warn(f"skipped a broken item of data.sources.{name} ({state['skipped']} so far{more}): {exc}", stacklevel=2)
+                warn_skipped(f"data.sources.{name}", exc, state["skipped"])
         return items

@@ -62,3 +62,42 @@ def run_tokenizer(path: str | None, directory: str | Path | None = None) -> Any:
     if directory is not None:
         tokenizer.save_pretrained(str(directory))
     return tokenizer
+
+
+class Truncations:
+    """Texts cut to fit the text length, over one pass or run: :meth:`note` counts a batch's where the
+    batch is made (maybe in a DataLoader worker), :meth:`take` adds up what batches carry where they
+    are read, and :meth:`warning` says it once. ``count`` texts were cut; ``example`` is the first,
+    as the model sees it, with its full length."""
+
+    def __init__(self) -> None:
+        self.count, self.items, self.example = 0, 0, None
+
+    def note(self, tokenizer: Any, encoded: Any, texts: list[str], pairs: list[str] | None = None) -> dict:
+        """What a batch carries about its cut texts: ``truncated`` (how many) and ``truncated_example``
+        (this reader's first cut text, else None). ``encoded`` is the batch encoded with ``truncation``;
+        a fast tokenizer's encodings keep what was cut (``overflowing``), so counting costs no second
+        tokenization (only the example's full length is measured, once)."""
+        full = torch.as_tensor(encoded["attention_mask"])[:, -1].nonzero().flatten().tolist()  # only a full row can have been cut
+        rows = [row for row in full if encoded.encodings and encoded.encodings[row].overflowing]
+        example = None
+        if rows and self.example is None:
+            row = rows[0]
+            length = len(tokenizer(texts[row], pairs[row] if pairs else None)["input_ids"])
+            example = self.example = f"'{tokenizer.decode(encoded['input_ids'][row])}' ({length} tokens)"
+        self.count += len(rows)
+        return {"truncated": len(rows), "truncated_example": example}
+
+    def take(self, notes: dict, items: int) -> None:
+        """Add up what one batch of ``items`` carries (see :meth:`note`), removing it from ``notes``."""
+        self.count += int(notes.pop("truncated", 0))
+        example = notes.pop("truncated_example", None)
+        self.example, self.items = self.example or example, self.items + items
+
+    def warning(self, where: str, limit: str, fix: str) -> str | None:
+        """The one message about the cut texts (None when none was cut): ``limit`` names the text
+        length (``data.text_length (16 tokens)``), ``fix`` what to change."""
+        if not self.count:
+            return None
+        return (f"{where}: the text of {self.count} of {self.items} items is longer than {limit} and was cut to fit, "
+                f"e.g. {self.example}: what a text says past the cut is lost to the model; {fix}")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,6 +11,8 @@ import torch
 from tqdm import tqdm
 
 from flava_kit.checkpoints.loading import LoadedModel
+from flava_kit.data.batches import loader_batches, warn_skipped
+from flava_kit.data.tokenizer import Truncations
 from flava_kit.errors import FlavaKitError
 from flava_kit.evaluation.cache import EntryWriter, cache_key, load_entry
 from flava_kit.evaluation.passes import EncodingInputs, encoding_batches
@@ -142,30 +145,42 @@ def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 25
 
 
 def dataset_features(loaded: LoadedModel, source: Any, source_node: dict, modalities: set[str], cache: Path, batch_size: int = 64,
-                     workers: int = 0, where: str = "data") -> tuple[dict[str, Features], dict[str, int]]:  # fmt: skip
+                     workers: int = 0, where: str = "data", strict: bool = False) -> tuple[dict[str, Features], dict[str, int]]:  # fmt: skip
     """``{modality: Features}`` of ``source`` (whose resolved recipe node is ``source_node``), and how
     many items each modality had to encode (0: read from the cache). Missing modalities are computed
     together in one pass, resuming an interrupted one. A fine-tuned classifier's or VQA model's
     features are its ``logits``, under the modality ``image`` whatever inputs it reads; items' VQA
-    ``answers`` are stored with the features."""
+    ``answers`` are stored with the features. A broken item is warned about and skipped, or with
+    ``strict`` stops the pass naming it (cached features with skipped items are then computed
+    again, to find it); texts cut to the model's text length are warned about once."""
     keys = {m: cache_key(loaded.digest(), loaded.settings(), source_node, m) for m in sorted(modalities)}
     found = {m: load_entry(cache, key) for m, key in keys.items()}
-    missing = {m for m, entry in found.items() if entry is None}
+    missing = {m for m, entry in found.items() if entry is None or (strict and entry.skipped)}
     encoded = {m: 0 for m in modalities}
     if missing:
         writers = {m: EntryWriter(cache, keys[m]) for m in missing}
         done = set.intersection(*(w.already for w in writers.values()))  # what an interrupted pass wrote for every modality
-        inputs = EncodingInputs(source, input_modalities(loaded, missing), loaded.processor(), loaded.tokenizer, loaded.text_length, batch_size, done, where)
+        inputs = EncodingInputs(source, input_modalities(loaded, missing), loaded.processor(), loaded.tokenizer, loaded.text_length,
+                                batch_size, done, where, strict)  # fmt: skip
         total = len(source) if hasattr(source, "__len__") else None
+        truncations, skipped = Truncations(), 0
         try:
             with tqdm(total=total, initial=len(done), desc=f"encoding {where}", unit="item", disable=None, leave=False) as bar:
-                for batch in encoding_batches(inputs, workers):
+                for batch in loader_batches(encoding_batches(inputs, workers)):
+                    for why in batch.pop("broken"):  # warned here, not in a worker: what a worker prints may go nowhere
+                        skipped += 1
+                        warn_skipped(where, why, skipped)
+                    truncations.take(batch, len(batch["orders"]))
                     _write(loaded, batch, writers, encoded)
                     bar.update(len(batch["orders"]) + len(batch["skipped"]))
         except BaseException:  # interrupted (Ctrl-C, SIGTERM, an error): keep what is done for the next call
             for writer in writers.values():
                 writer.flush()
             raise
+        message = truncations.warning(where, f"the model's {loaded.text_length} text positions",
+                                      "shorten the texts, or evaluate a model with more text positions")
+        if message:
+            warnings.warn(message, stacklevel=2)
         for modality, writer in writers.items():
             found[modality] = writer.finish()
     return {m: entry for m, entry in found.items() if entry is not None}, encoded

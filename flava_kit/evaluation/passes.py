@@ -13,8 +13,10 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from flava_kit.data.batches import broken_item_error
 from flava_kit.data.sources import DataError
 from flava_kit.data.sources.base import Broken
+from flava_kit.data.tokenizer import Truncations
 from flava_kit.errors import FlavaKitError
 
 
@@ -42,51 +44,61 @@ def raw_items(source: Any, worker: int = 0, workers: int = 1) -> Iterator[tuple[
 
 class EncodingInputs(IterableDataset):
     """Batches of one pass: ``orders`` ``[B, 2]``, ``keys``, ``labels`` (-1 where none), ``skipped``
-    (orders of broken items), ``answers`` (each item's VQA answers, None where it has none; only
-    when some item has them) and, per modality asked, ``pixel_values`` or ``input_ids`` and
-    ``attention_mask`` (plus ``token_type_ids`` for items with a ``text_pair``, encoded as BERT
-    pairs). Orders in ``done`` are skipped without decoding (a resumed pass)."""
+    (orders of broken items) and ``broken`` (why each could not be read), ``answers`` (each item's
+    VQA answers, None where it has none; only when some item has them), ``truncated`` and
+    ``truncated_example`` (see :class:`~flava_kit.data.tokenizer.Truncations`) and, per modality
+    asked, ``pixel_values`` or ``input_ids`` and ``attention_mask`` (plus ``token_type_ids`` for
+    items with a ``text_pair``, encoded as BERT pairs). Orders in ``done`` are skipped without
+    decoding (a resumed pass). A broken item is skipped (the reader of the batches warns), or with
+    ``strict`` stops the pass with a :class:`DataError` naming it (``settings.strict``)."""
 
     def __init__(self, source: Any, modalities: set[str], processor: Any, tokenizer: Any, text_length: int, batch_size: int,
-                 done: set[tuple[int, int]] | None = None, where: str = "data"):  # fmt: skip
+                 done: set[tuple[int, int]] | None = None, where: str = "data", strict: bool = False):  # fmt: skip
         self.source, self.modalities, self.processor, self.tokenizer = source, modalities, processor, tokenizer
-        self.text_length, self.batch_size, self.done, self.where = text_length, batch_size, done or set(), where
+        self.text_length, self.batch_size, self.done, self.where, self.strict = text_length, batch_size, done or set(), where, strict
+        self.truncations = Truncations()
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        items, orders, skipped = [], [], []
+        self.truncations = Truncations()
+        items, orders, skipped, broken = [], [], [], []
         for order, raw in raw_items(self.source, worker, workers):
             if order in self.done:
                 continue
             item = self._decode(raw)
-            if item is None:
+            if isinstance(item, str):
                 skipped.append(order)
+                broken.append(item)
                 continue
             items.append(item)
             orders.append(order)
             if len(items) == self.batch_size:
-                yield self._batch(items, orders, skipped)
-                items, orders, skipped = [], [], []
+                yield self._batch(items, orders, skipped, broken)
+                items, orders, skipped, broken = [], [], [], []
         if items or skipped:
-            yield self._batch(items, orders, skipped)
+            yield self._batch(items, orders, skipped, broken)
 
-    def _decode(self, raw: Any) -> dict | None:
-        if isinstance(raw, Broken):
-            return None
+    def _decode(self, raw: Any) -> dict | str:
+        """The item, or why it cannot be read (skipped and counted, as training skips it)."""
         try:
+            if isinstance(raw, Broken):
+                raise DataError(raw.message)
             item = self.source.decode(raw)
-        except DataError:
-            return None  # counted as skipped, as training counts it
+        except DataError as exc:
+            if self.strict:
+                raise broken_item_error(self.where, exc, "settings.strict") from exc
+            return str(exc)
         for modality in self.modalities:
             if modality not in item:
                 raise FlavaKitError(f"{self.where}: item {item.get('key')} has no {modality}, and a task here reads its {modality} features")
         return item
 
-    def _batch(self, items: list[dict], orders: list, skipped: list) -> dict:
+    def _batch(self, items: list[dict], orders: list, skipped: list, broken: list[str]) -> dict:
         batch = {"orders": torch.tensor(orders, dtype=torch.long).view(-1, 2), "keys": [str(item["key"]) for item in items],
                  "labels": torch.tensor([int(item.get("label", -1)) for item in items], dtype=torch.long),
-                 "skipped": torch.tensor(skipped, dtype=torch.long).view(-1, 2)}  # fmt: skip
+                 "skipped": torch.tensor(skipped, dtype=torch.long).view(-1, 2), "broken": broken,
+                 "truncated": 0, "truncated_example": None}  # fmt: skip
         if any("answers" in item for item in items):
             batch["answers"] = [[str(a) for a in item["answers"]] if "answers" in item else None for item in items]
         if items and "image" in self.modalities:
@@ -104,9 +116,11 @@ class EncodingInputs(IterableDataset):
             key = next(item["key"] for item, pair in zip(items, pairs) if pair is None)
             raise FlavaKitError(f"{self.where}: item {key} has no text_pair, but other items do: a sentence-pair source needs one "
                                 "on every item")  # fmt: skip
-        encoded = self.tokenizer([item["text"] for item in items], pairs if paired else None, padding="max_length", truncation=True,
+        texts = [item["text"] for item in items]
+        encoded = self.tokenizer(texts, pairs if paired else None, padding="max_length", truncation=True,
                                  max_length=self.text_length, return_tensors="pt", return_token_type_ids=paired)  # fmt: skip
-        return {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
+        cut = self.truncations.note(self.tokenizer, encoded, texts, pairs if paired else None)
+        return {**cut, **{name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}}
 
 
 def encoding_batches(inputs: EncodingInputs, workers: int) -> DataLoader:

@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Mapping
 
@@ -23,10 +24,10 @@ from pydantic import Field
 
 from flava_kit.constraints import Steps
 from flava_kit.contracts import Task
-from flava_kit.errors import Problem, RecipeError
-from flava_kit.recipe.extends import tree_from
+from flava_kit.errors import BuildError, FlavaKitError, Problem, RecipeError
+from flava_kit.recipe.extends import get, tree_from
 from flava_kit.recipe.overrides import apply_override
-from flava_kit.recipe.tree import RECIPE_VERSION
+from flava_kit.recipe.tree import RECIPE_VERSION, PathT, Tree, dotted
 from flava_kit.recipe.validation import Validator
 from flava_kit.schema import SlotSpec, component_schema
 
@@ -37,12 +38,13 @@ TASKS_SLOT = SlotSpec(protocol=Task, kind="task", container="dict", optional=Fal
 class EvalSettings:
     """How an evaluation runs: ``batch_size`` items per forward pass, ``workers`` DataLoader processes
     decoding images, ``device`` (``auto``: CUDA when available), ``cache`` (the feature cache's
-    directory; default ``$FLAVA_KIT_CACHE`` or ``~/.cache/flava_kit/features``). Tasks that split
-    or sample take their own ``seed``."""
+    directory; default ``$FLAVA_KIT_CACHE`` or ``~/.cache/flava_kit/features``), ``strict`` (stop at
+    the first item that cannot be read, naming it, instead of warning, skipping and counting it, as
+    training's ``data.strict``). Tasks that split or sample take their own ``seed``."""
 
     def __init__(self, *, batch_size: Steps = 64, workers: Annotated[int, Field(ge=0, le=64)] = 0,
-                 device: Literal["auto", "cpu", "cuda"] = "auto", cache: str | None = None):  # fmt: skip
-        self.batch_size, self.workers, self.device, self.cache = batch_size, workers, device, cache
+                 device: Literal["auto", "cpu", "cuda"] = "auto", cache: str | None = None, strict: bool = False):  # fmt: skip
+        self.batch_size, self.workers, self.device, self.cache, self.strict = batch_size, workers, device, cache, strict
 
 
 class ModelReference:
@@ -58,13 +60,15 @@ class ModelReference:
 @dataclass
 class EvalRecipe:
     """A validated eval recipe: ``models`` (name -> reference), ``tasks`` (name -> resolved task
-    node), ``settings`` (resolved), ``name`` (the file's stem) and the whole resolved ``data``."""
+    node), ``settings`` (resolved), ``name`` (the file's stem), the whole resolved ``data`` and
+    ``notes`` on what resolution dropped."""
 
     models: dict[str, Any]
     tasks: dict[str, dict]
     settings: dict
     name: str
     data: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def build_settings(self) -> EvalSettings:
         """The settings section as an object."""
@@ -73,11 +77,22 @@ class EvalRecipe:
 
 def load_eval_recipe(source: str | Path | Mapping, overrides: Iterable[str] = (), models: Mapping[str, Any] | None = None,
                      require_models: bool = True) -> EvalRecipe:  # fmt: skip
-    """Resolve and validate an eval recipe (``models`` given here replace the recipe's own; without
+    """Resolve and validate an eval recipe, and build its tasks (opening their sources) as
+    ``flava-kit validate`` does (``models`` given here replace the recipe's own; without
     ``require_models`` it may name none, as when validating one meant for models given later); raise
     :class:`~flava_kit.errors.RecipeError` listing every problem, each with its path and origin."""
     tree = tree_from(source)
     problems = [p for p in (apply_override(tree, o) for o in overrides) if p is not None]
+    resolved, found, notes = _resolve(tree, models, require_models)
+    if problems + found:
+        raise RecipeError(problems + found)
+    name = Path(str(source)).stem if not isinstance(source, Mapping) else "eval"
+    return EvalRecipe(resolved["models"], resolved["tasks"], resolved["settings"], name, resolved, notes)
+
+
+def _resolve(tree: Tree, models: Mapping[str, Any] | None, require_models: bool) -> tuple[dict, list[Problem], list[str]]:
+    """The resolved eval recipe of ``tree``, every problem (each valid task built, so a source that
+    cannot open is one of them) and the notes on what resolution dropped."""
     validator = Validator(tree)
     data = tree.data
     for key in data:
@@ -101,12 +116,48 @@ def load_eval_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()
         for name, reference in chosen.items():
             resolved_models[name] = _model(validator, ("models", name), reference)
     validator.run_checks({"tasks": tasks})
-    problems += validator.problems
-    if problems:
-        raise RecipeError(problems)
-    name = Path(str(source)).stem if not isinstance(source, Mapping) else "eval"
+    # Each valid task is built; of one with a problem, each valid source (so every problem shows at once).
+    bad = [p.path for p in validator.problems]
+    clean = (lambda path: not any(b == path or b.startswith(f"{path}.") for b in bad))  # fmt: skip
+    _, failed = _build_each({f"tasks.{name}": node for name, node in tasks.items() if clean(f"tasks.{name}")})
+    sources = {f"tasks.{name}.{role}": node for name, task in tasks.items() if not clean(f"tasks.{name}")
+               for role, node in _roles(task).items() if clean(f"tasks.{name}.{role}")}  # fmt: skip
+    failed += _build_each(sources, "source")[1]
     resolved = {"recipe_version": RECIPE_VERSION, "models": resolved_models, "tasks": tasks, "settings": settings}
-    return EvalRecipe(resolved_models, tasks, settings, name, resolved)
+    return resolved, validator.problems + [validator.locate(p) for p in failed], validator.notes
+
+
+def named_eval_recipe(tree: Tree, path: PathT) -> tuple[Any, list[Problem], list[str]]:
+    """The eval recipe a training recipe names at ``path`` (``train.eval``: a shipped name, a path or
+    an inline mapping), checked as ``flava-kit validate`` checks one, with no model. Returns what the
+    resolved training recipe holds there (a mapping resolved, with the keys a changed ``type`` does
+    not take dropped), its problems and notes, each named from the training recipe's root."""
+    from flava_kit.recipe.loading import find_recipe
+
+    ref, where = get(tree.data, path), dotted(path)
+    if isinstance(ref, str):
+        found = find_recipe(ref, None)
+        if found is None:
+            return ref, [Problem(where, f"cannot find eval recipe '{ref}'", suggestion="a shipped eval recipe (eval_shapes) or a path",
+                                 origin=tree.origin(path))], []  # fmt: skip
+        try:
+            _, problems, notes = _resolve(tree_from(found), None, False)
+        except RecipeError as exc:  # its YAML, or what it extends
+            problems, notes = exc.problems, []
+        inside = f"in eval recipe {ref}: "
+        return ref, [replace(p, path=where, message=f"{inside}{p.path}: {p.message}" if p.path else inside + p.message,
+                             origin=p.origin or tree.origin(path)) for p in problems], [f"{where}: {inside}{n}" for n in notes]  # fmt: skip
+    if "extends" in ref:  # resolved on its own: its keys' lines are not known
+        inner = tree_from(ref)
+    else:
+        def under(mapping: dict) -> dict:
+            return {p[len(path) :]: v for p, v in mapping.items() if p[: len(path)] == path}
+
+        inner = Tree(copy.deepcopy(ref), under(tree.origins), under(tree.swaps))
+    resolved, problems, notes = _resolve(inner, None, False)
+    if not resolved["models"]:
+        del resolved["models"]
+    return resolved, [replace(p, path=f"{where}.{p.path}" if p.path else where) for p in problems], [f"{where}.{n}" for n in notes]
 
 
 def _model(validator: Validator, path: tuple, reference: Any) -> Any:
@@ -143,20 +194,33 @@ def task_roles(node: dict) -> dict[str, dict]:
 
 def build_tasks(recipe: EvalRecipe) -> dict[str, Any]:
     """Every task built (its sources opened for real), or a RecipeError naming each that failed."""
-    from flava_kit.errors import BuildError, FlavaKitError
-    from flava_kit.recipe import build_node
-
-    built, problems = {}, []
-    for name, node in recipe.tasks.items():
-        try:
-            built[name] = build_node(node, kind="task", path=f"tasks.{name}")
-        except BuildError as exc:
-            problems.append(Problem(exc.path or f"tasks.{name}", str(exc).removeprefix(f"{exc.path}: ")))
-        except FlavaKitError as exc:
-            problems.append(Problem(f"tasks.{name}", str(exc)))
+    built, problems = _build_each({f"tasks.{name}": node for name, node in recipe.tasks.items()})
     if problems:
         raise RecipeError(problems)
-    return built
+    return {name: built[f"tasks.{name}"] for name in recipe.tasks}
+
+
+def _build_each(nodes: dict[str, dict], kind: str = "task") -> tuple[dict[str, Any], list[Problem]]:
+    """Each node (recipe path -> resolved node of ``kind``) built, and a problem for each that failed."""
+    from flava_kit.recipe.building import build_node
+
+    built, problems = {}, []
+    for path, node in nodes.items():
+        try:
+            built[path] = build_node(node, kind=kind, path=path)
+        except BuildError as exc:
+            problems.append(Problem(exc.path or path, str(exc).removeprefix(f"{exc.path}: ")))
+        except FlavaKitError as exc:
+            problems.append(Problem(path, str(exc)))
+    return built, problems
+
+
+def _roles(task: Any) -> dict[str, dict]:
+    """:func:`task_roles` of a task node that may itself be invalid (then none)."""
+    try:
+        return {role: node for role, node in task_roles(task).items() if isinstance(node, dict) and "type" in node}
+    except (FlavaKitError, KeyError, TypeError):
+        return {}
 
 
 def is_eval_recipe(source: str | Path) -> bool:

@@ -124,7 +124,7 @@ def _features(model: LoadedModel, tasks: dict, roles: dict, sources: dict, setti
     features, encoded = {}, {}
     for node_id, modalities in wanted.items():
         found, counts = dataset_features(model, sources[node_id], json.loads(node_id), modalities, cache, settings.batch_size,
-                                         settings.workers, where[node_id])  # fmt: skip
+                                         settings.workers, where[node_id], settings.strict)  # fmt: skip
         for modality, value in found.items():
             features[(node_id, modality)], encoded[(node_id, modality)] = value, counts[modality]
     return features, encoded

@@ -10,7 +10,9 @@ from pathlib import Path
 
 def results_table(results: dict) -> str:
     """The markdown table of a results dict (see :func:`flava_kit.evaluation.runner.evaluate`):
-    one row per task and metric, with its direction (↑ higher is better, ↓ lower), a column per model."""
+    one row per task and metric, with its direction (↑ higher is better, ↓ lower), a column per model;
+    under it, a line for each task's data with items that could not be read (its metrics are over
+    fewer items than the data holds)."""
     models = list(results["results"])
     header = ["task", "data", "metric", *models]
     rows = []
@@ -26,6 +28,9 @@ def results_table(results: dict) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + " |" for row in [header, *rows]]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    lines += [f"{task}: {counts['skipped']} of {counts['rows'] + counts['skipped']} {role} items could not be read and were skipped "
+              f"(the warnings say why; settings.strict=true stops at the first)"
+              for task, info in results["tasks"].items() for role, counts in info.get("items", {}).items() if counts.get("skipped")]  # fmt: skip
     return "\n".join(lines)
 
 

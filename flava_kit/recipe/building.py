@@ -55,8 +55,9 @@ def _construct(target: Any, value: Mapping, path: PathT, label: str) -> Any:
         return target(**kwargs)
     except BuildError:
         raise
-    except FlavaKitError as exc:  # already a clear message: it only needs the component's recipe path
-        raise BuildError(f"{dotted(path)}: {exc}", dotted(path)) from exc
+    except FlavaKitError as exc:  # already a clear message: it needs only the recipe path (of the parameter it names, if any)
+        where = dotted(path + (exc.parameter,) if getattr(exc, "parameter", None) in value else path)
+        raise BuildError(f"{where}: {exc}", where) from exc
     except Exception as exc:
         raise BuildError(f"{dotted(path)}: building {label} failed: {type(exc).__name__}: {exc}", dotted(path)) from exc
 

@@ -9,12 +9,12 @@ import yaml
 
 from flava_kit.errors import Problem
 from flava_kit.recipe.extends import get
-from flava_kit.recipe.tree import PathT, Tree, dotted
+from flava_kit.recipe.tree import OVERRIDE, PathT, Tree, dotted
 
 
 def apply_override(tree: Tree, text: str) -> Problem | None:
     """Apply one ``a.b.c=value`` or ``~a.b``; return a problem instead of raising."""
-    origin = f"override '{text}'"
+    origin = f"{OVERRIDE} '{text}'"
     delete = text.startswith("~")
     if delete:
         key, value = text[1:], None
@@ -56,6 +56,8 @@ def apply_override(tree: Tree, text: str) -> Problem | None:
             tree.swaps.get(parent_path, set()).discard(last)
     else:
         return Problem(dotted(parent_path), f"is a {type(node).__name__}, so '{last}' cannot be set inside it", origin=origin)
+    for stale in [p for p in tree.origins if p[: len(path)] == path]:  # what was written inside the value it replaces
+        del tree.origins[stale]
     tree.origins[path] = origin
     return None
 

@@ -7,10 +7,10 @@ from typing import Any, Iterable, Mapping
 
 from flava_kit.errors import RecipeError
 from flava_kit.recipe.building import build_node, dry_build
-from flava_kit.recipe.extends import tree_from
+from flava_kit.recipe.extends import get, tree_from
 from flava_kit.recipe.overrides import apply_override
 from flava_kit.recipe.tree import Recipe
-from flava_kit.recipe.validation import Validator
+from flava_kit.recipe.validation import EVAL_RECIPES, Validator
 
 
 def load_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> Recipe:
@@ -19,10 +19,13 @@ def load_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> 
     ``source`` is a path, a shipped recipe's short name (``"flava_full"``), or a dict. Validation
     reports schema, range and cross-component problems (``recipe_checks``) all at once; when
     there are none, a dry build on the ``meta`` device runs every constructor's own checks without
-    allocating memory. Raises
+    allocating memory. The eval recipes ``train.eval`` and ``train.select.eval`` name are checked
+    too, their tasks built (an inline one is kept resolved). Raises
     :class:`~flava_kit.errors.RecipeError` listing every problem found, each with its recipe path
     and origin.
     """
+    from flava_kit.evaluation.recipe import named_eval_recipe
+
     tree = tree_from(source)
     problems = [p for p in (apply_override(tree, o) for o in overrides) if p is not None]
     validator = Validator(tree)
@@ -30,9 +33,16 @@ def load_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()) -> 
     problems += validator.problems
     if not problems:
         problems = [validator.locate(p) for p in dry_build(data)]
+    for path in EVAL_RECIPES:  # checked (their tasks built) now, not at the first evaluation after hours of training
+        if get(tree.data, path) is not None:
+            resolved, found, notes = named_eval_recipe(tree, path)
+            problems += found
+            validator.notes += notes
+            if isinstance(get(data, path[:-1]), dict):
+                get(data, path[:-1])[path[-1]] = resolved
     if problems:
         raise RecipeError(problems)
-    return Recipe(data, validator.notes)
+    return Recipe(data, validator.notes, tree.origins)
 
 
 def build(source: str | Path | Mapping | Recipe, overrides: Iterable[str] = ()) -> Any:

@@ -12,6 +12,7 @@ RECIPE_VERSION = 1
 SHIPPED_DIR = Path(__file__).parent.parent / "recipes"
 
 PathT = tuple  # a recipe path as a tuple of keys / list indices
+OVERRIDE = "override"  # how an override's origin begins: override 'a.b=1'
 
 
 def dotted(path: Iterable[Any]) -> str:
@@ -40,13 +41,24 @@ class Tree:
                 return self.origins[path[:end]]
         return None
 
+    def blame(self, path: PathT, node: PathT) -> str | None:
+        """:meth:`origin` of ``path``, with the overrides that set anything inside ``node`` when it came
+        from a file: a constructor or a cross-key check reads all of a node, so one may be the cause."""
+        origin = self.origin(path)
+        if origin is None or origin.startswith(OVERRIDE):
+            return origin
+        overrides = [o for p, o in self.origins.items() if p[: len(node)] == node and o.startswith(OVERRIDE)]
+        return ", ".join((origin, *dict.fromkeys(overrides)))
+
 
 @dataclass
 class Recipe:
-    """A validated recipe with every default explicit. ``notes`` says what resolution dropped."""
+    """A validated recipe with every default explicit. ``notes`` says what resolution dropped;
+    ``origins`` where each key path was written (``file:line`` or an override)."""
 
     data: dict
     notes: list[str] = field(default_factory=list)
+    origins: dict[PathT, str] = field(default_factory=dict, compare=False)
 
     def to_yaml(self) -> str:
         """The resolved recipe as YAML text (keys in signature order)."""

@@ -22,6 +22,8 @@ from flava_kit.schema import SlotSpec, component_schema
 # Top-level sections besides the model: each is a class whose signature is its schema.
 SECTIONS = {"data": "flava_kit.train.config:DataConfig", "train": "flava_kit.train.config:TrainConfig"}
 TOP_LEVEL_KEYS = ("recipe_version", "extends", "model", *SECTIONS)
+# Where a training recipe names eval recipes (a name, a path or an inline mapping), checked with it.
+EVAL_RECIPES = (("train", "select", "eval"), ("train", "eval"))
 MODEL_SLOT = SlotSpec(protocol=object, kind="model", container=None, optional=False)
 
 
@@ -72,7 +74,7 @@ class Validator:
     def locate(self, problem: Problem) -> Problem:
         """``problem`` with the origin (``file:line`` or override) of its recipe path, where known."""
         path = tuple(int(p) if p.isdigit() else p for p in problem.path.split(".")) if problem.path else ()
-        return dataclasses.replace(problem, origin=problem.origin or self.tree.origin(path))
+        return dataclasses.replace(problem, origin=problem.origin or self.tree.blame(path, path))
 
     def run_checks(self, resolved: dict) -> None:
         """Cross-component checks (see :data:`flava_kit.contracts.RecipeChecks`) over the resolved recipe.
@@ -86,7 +88,9 @@ class Validator:
             except Exception:
                 continue
             for where, message, *hint in found:
-                self.problem(tuple(where), message, suggestion=hint[0] if hint else None)
+                where = tuple(where)  # the check read the node around ``where``: an override there may be the cause
+                self.problems.append(Problem(dotted(where), message, suggestion=hint[0] if hint else None,
+                                             origin=self.tree.blame(where, where[:-1])))  # fmt: skip
 
     def slot(self, value: Any, path: PathT, spec: SlotSpec) -> Any:
         if value is None:

@@ -186,13 +186,9 @@ class TrainConfig:
 
     @staticmethod
     def recipe_checks(node: dict, path: tuple, recipe: dict):
-        """``eval`` must name an eval recipe that exists; ``activation_checkpointing`` must reach every encoder and fusion: each must have
-        ``set_gradient_checkpointing`` (see the encoder and fusion contracts), never be skipped silently."""
-        if isinstance(node.get("eval"), str):
-            from flava_kit.recipe.loading import find_recipe
-
-            if find_recipe(node["eval"], None) is None:
-                yield (path + ("eval",), f"cannot find eval recipe '{node['eval']}'", "a shipped eval recipe (eval_shapes) or a path")
+        """``activation_checkpointing`` must reach every encoder and fusion: each must have ``set_gradient_checkpointing``
+        (see the encoder and fusion contracts), never be skipped silently. (The eval recipes ``eval`` and ``select.eval``
+        name are checked whole, their tasks built, by :func:`flava_kit.recipe.load_recipe`.)"""
         if not node.get("activation_checkpointing"):
             return
         from flava_kit.registry import registry

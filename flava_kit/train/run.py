@@ -17,7 +17,9 @@ from flava_kit.data.sources.base import Broken, DataError
 from flava_kit.errors import Problem, RecipeError
 from flava_kit.devices import resolve_device
 from flava_kit.train.device import process_group_backend
+from flava_kit.train.restarts import resume_after_restart
 from flava_kit.recipe import build, build_section, load_recipe
+from flava_kit.recipe.tree import Recipe
 
 
 @dataclass
@@ -41,6 +43,7 @@ class PretrainRun:
 def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "runs/pretrain", resume: bool = False,
              stop_after: int | None = None) -> PretrainRun:  # fmt: skip
     """Train as the recipe says; under ``torchrun`` each process trains one DDP rank (gloo on CPU).
+    ``source`` is what :func:`~flava_kit.recipe.load_recipe` takes, or a recipe it returned (used as is).
 
     Writes ``run_dir``: checkpoints, ``losses.csv``, ``losses.png``, ``tokenizer/`` (a copy of
     ``data.tokenizer``'s, which ``--resume`` and evaluation read), a VQA model's ``answers.txt`` and, with a
@@ -50,7 +53,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     from flava_kit.train.trainer import Trainer
 
     started = time.perf_counter()
-    recipe = load_recipe(source, overrides)
+    recipe = source if isinstance(source, Recipe) else load_recipe(source, overrides)  # a Recipe: already validated
     if "data" not in recipe.data:
         raise RecipeError(Problem("data", "pretraining needs a 'data' section", expected="data: {sources: {...}, image_masking: ..., text_masking: ...}"))
     data, train = build_section(recipe, "data"), build_section(recipe, "train")
@@ -60,6 +63,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
     run_dir = Path(run_dir)
+    resume = resume_after_restart(run_dir, resume, rank)
     fill_answer_vocabulary(recipe.data, data, run_dir if rank == 0 else None)
     model = build(recipe)
     data.follow(model)

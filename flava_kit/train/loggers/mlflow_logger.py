@@ -10,6 +10,7 @@ from typing import Any
 
 from flava_kit.errors import FlavaKitError
 from flava_kit.registry import register
+from flava_kit.train.loggers.mlflow_stores import check_store
 from flava_kit.train.loggers.trackers import HeldBack, exit_status, read_record, require, write_record
 
 RECORD = "mlflow_run.json"  # in the run directory: the store and run a resume continues
@@ -39,6 +40,10 @@ class MlflowLogger:
     resolved recipe flattened (``model.fusion.hidden_size``; lists as JSON) and the recipe itself is the
     artifact ``recipe.yaml``. ``tracking_uri`` defaults to MLflow's own choice (``MLFLOW_TRACKING_URI``,
     else ``sqlite:///mlflow.db`` in the working directory); watch with ``mlflow ui --backend-store-uri URI``.
+    A store that cannot work is refused when the logger is built (``flava-kit validate``, before step
+    1): a scheme MLflow lacks, a file store (``./mlruns``: it cannot hold ``train/itm`` beside
+    ``train/itm/accuracy``), a sqlite file that cannot be created, an http(s) server that does not
+    answer within 2 s.
 
     ``--resume`` continues the same MLflow run: ``RUN/mlflow_run.json`` names its store and id. A
     resumed run whose recipe changed (``train.steps`` raised, say) keeps the first values of the
@@ -58,6 +63,10 @@ class MlflowLogger:
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, run_name: str | None = None,
                  artifact_location: str | None = None, tags: dict[str, str] | None = None):  # fmt: skip
         require("mlflow", "mlflow")
+        if tracking_uri:
+            check_store(tracking_uri)
+        elif os.environ.get("MLFLOW_TRACKING_URI"):
+            check_store(os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI", parameter=None)
         self.tracking_uri, self.experiment, self.run_name = tracking_uri, experiment, run_name
         self.artifact_location, self.tags = artifact_location, dict(tags or {})
         self.recipe: dict | None = None
@@ -76,6 +85,8 @@ class MlflowLogger:
         run_dir = Path(run_dir)
         record = read_record(run_dir, RECORD) if step > 0 else None
         uri = self.tracking_uri or (record or {}).get("tracking_uri") or mlflow.get_tracking_uri()
+        if uri != self.tracking_uri:  # the store a resume's record names, or MLflow's default (a file store where ./mlruns exists)
+            check_store(uri, f"train.loggers: the store {run_dir / RECORD} names" if record else "train.loggers: MLflow's store", None)
         self.client, self.pending = MlflowClient(uri), HeldBack(step)
         if record is not None:
             self.run_id = record["run_id"]

@@ -1,6 +1,6 @@
 """What the experiment-tracker loggers (MLflow, W&B) share: the hold-back buffer (their histories are
 append-only, so a point goes out only once no resume can log its step again), the record in the run
-directory that names the tracker run a resume continues, how the run ended, and the extra's check."""
+directory that names the tracker run a resume continues, how the run ended, the extra's check and the error a bad setting raises."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def exit_status() -> str:
     if error is None:
         return "FINISHED"
     return "KILLED" if issubclass(error, KeyboardInterrupt) else "FAILED"
+
+
+def setting_error(message: str, parameter: str | None = None) -> FlavaKitError:
+    """An error in a logger's settings; ``parameter`` names the setting, so a recipe's error points at its key and line."""
+    error = FlavaKitError(message)
+    error.parameter = parameter  # read where the recipe is built (``flava_kit.recipe.building``)
+    return error
 
 
 def require(module: str, extra: str) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from flava_kit.errors import FlavaKitError
 from flava_kit.registry import register
-from flava_kit.train.loggers.trackers import HeldBack, exit_status, read_record, require, write_record
+from flava_kit.train.loggers.trackers import HeldBack, exit_status, read_record, require, setting_error, write_record
 
 RECORD = "wandb_run.json"  # in the run directory: the W&B run id a resume continues
 STEP = "step"  # the x axis of every chart: the trainer's step, not W&B's own row counter
+Mode = Literal["online", "offline", "disabled", "shared"]  # what ``wandb.init(mode=...)`` takes
 
 
 @register("logger", "wandb")
@@ -26,9 +27,9 @@ class WandbLogger:
 
     The run is named after the run directory (or ``name``) in ``project`` (default: ``WANDB_PROJECT``,
     else ``flava_kit``); its ``config`` is the resolved recipe (nested as in the recipe). W&B writes
-    its files under ``RUN/wandb/`` (or ``save_dir``). ``mode`` is W&B's: ``online``, ``offline`` or
-    ``disabled`` (default: ``WANDB_MODE``, else online); an offline run is uploaded later with
-    ``wandb sync``.
+    its files under ``RUN/wandb/`` (or ``save_dir``). ``mode`` is W&B's: ``online``, ``offline``,
+    ``disabled`` or ``shared`` (default: ``WANDB_MODE``, else online; either misspelt is an error when
+    the logger is built); an offline run is uploaded later with ``wandb sync``.
 
     ``--resume`` continues the same W&B run: ``RUN/wandb_run.json`` keeps its id (online, W&B appends
     to it; offline, each process writes its own ``offline-run-*`` directory under that id, and
@@ -48,12 +49,15 @@ class WandbLogger:
     leaves them out, for ``--resume`` to log. Needs ``pip install 'flava_kit[wandb]'``.
     """
 
-    def __init__(self, project: str | None = None, entity: str | None = None, name: str | None = None, mode: str | None = None,
+    def __init__(self, project: str | None = None, entity: str | None = None, name: str | None = None, mode: Mode | None = None,
                  save_dir: str | None = None, group: str | None = None, tags: list[str] | None = None,
                  settings: dict[str, Any] | None = None):  # fmt: skip
         require("wandb", "wandb")
         import wandb
 
+        variable = os.environ.get("WANDB_MODE")
+        if mode is None and variable and variable not in (*get_args(Mode), "dryrun", "run"):  # and W&B's old names; else it fails at step 1
+            raise setting_error(f"WANDB_MODE {variable!r} is not a W&B mode (one of {', '.join(get_args(Mode))})")
         self.project, self.entity, self.name, self.mode = project, entity, name, mode
         self.save_dir, self.group, self.tags = save_dir, group, list(tags or [])
         try:  # an unknown or bad setting is an error when the recipe is built, not when training starts
