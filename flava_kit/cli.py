@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -344,6 +345,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+PEER_LOST = ("closed by peer", "reset by peer", "remote worker", "connectFullMesh")
+"""What gloo's errors say when another rank of the job died (it is not this rank's fault)."""
+
+
+def _lost_a_rank(exc: Exception) -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(text in str(exc) for text in PEER_LOST)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flava-kit`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -359,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # not the input's fault: still one paragraph, the traceback on request
         if args.debug:
             raise
+        if _lost_a_rank(exc):
+            err.print(f"error: rank {os.environ.get('RANK', '?')}: another rank of this torchrun job stopped ({str(exc).splitlines()[0][:200]}); "
+                      f"that rank's own output says why. Under torchrun --max-restarts N the workers start again and "
+                      f"resume from the latest checkpoint.", markup=False)  # fmt: skip
+            return 1
         err.print(f"error: {type(exc).__name__}: {exc}\nThis looks like a bug in flava_kit or a plug-in; "
                   f"run again with --debug to see the traceback.", markup=False)  # fmt: skip
         return 1

@@ -93,6 +93,17 @@ class Objective(Protocol):
     its ``metrics`` are logged as ``<name>/<metric>``. Optionally ``fit(parts) -> Iterable[str]``
     names mismatches with the model's ``parts`` (``image_encoder``, ``text_encoder``, ``fusion``,
     ``codebook``), reported at build (and so at validate) time as ``objectives.<name>.<problem>``.
+
+    A loss that is a mean over a varying number of terms (masked tokens) sets ``LossOutput.terms``,
+    so gradient accumulation weights micro-batches by it. An objective that compares items across
+    the batch (a contrastive loss) is **batch-level**, and declares it by splitting its forward in
+    two: ``batch_rows(context) -> dict[str, Tensor] | None`` (its per-row tensors, each ``[B, ...]``:
+    features with their graph, masks, ids; None when the batch does not apply) and
+    ``batch_loss(rows, logit_scale) -> LossOutput`` (the loss over rows of any number of batches
+    concatenated along dim 0; ``logit_scale`` is the model's). ``forward`` must equal
+    ``batch_loss(batch_rows(context), context.logit_scale)``. With ``train.accumulation: K`` the
+    trainer then scores every micro-batch's rows together, gradient-cached (GradCache), so the loss
+    and its gradients are those of one batch of K micro-batches, with no code of the objective's own.
     """
 
     weight: float

@@ -58,11 +58,18 @@ class FusionLayout:
 @dataclass
 class LossOutput:
     """What an objective returns: its weighted loss (a scalar), the logits it was computed from,
-    and optional ``metrics`` (floats or scalar tensors, logged under ``<objective>/<metric>``)."""
+    and optional ``metrics`` (floats or scalar tensors, logged under ``<objective>/<metric>``).
+
+    ``terms``: how many terms the loss is a mean over (masked tokens, masked patches), when that
+    varies between batches. Gradient accumulation weights each micro-batch's loss by its share of
+    the step's terms, so K micro-batches give the mean over the whole batch; None: every
+    micro-batch counts the same (right for a mean over its rows, which are equally many).
+    """
 
     loss: torch.Tensor
     logits: torch.Tensor | tuple[torch.Tensor, ...] | None = None
     metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    terms: torch.Tensor | int | None = None
 
 
 @dataclass
@@ -73,6 +80,11 @@ class PretrainingOutput:
     weighted; ``loss`` is their sum (None if none ran). ``logits`` and ``metrics`` are keyed the
     same way. HF ``FlavaForPreTrainingOutput``'s names read through: ``out.mim_logits`` is
     ``out.logits["mim"]`` (None when no objective of that name ran).
+
+    Called with ``defer_batch_level=True`` (what exact gradient accumulation does), objectives that
+    compare items across the batch are not scored: their per-row tensors are in ``rows`` (by
+    objective name) instead, for the caller to score over the whole batch; ``terms`` holds the
+    other objectives' :attr:`LossOutput.terms`.
     """
 
     loss: torch.Tensor | None = None
@@ -81,6 +93,8 @@ class PretrainingOutput:
     metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
     unmasked: FlavaOutput | None = None
     masked: FlavaOutput | None = None
+    rows: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    terms: dict[str, torch.Tensor | int | None] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         if name.endswith("_logits") and not name.startswith("_"):

@@ -24,13 +24,14 @@ import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-SCRIPTS = ("forward_vs_hf.py", "pretrain_step_vs_hf.py", "data_loader.py", "eval_memory.py", "eval_vs_clip_benchmark.py")
+SCRIPTS = ("forward_vs_hf.py", "pretrain_step_vs_hf.py", "data_loader.py", "eval_memory.py", "eval_vs_clip_benchmark.py", "accumulation.py")
 RUNS = {  # name -> command line after the script
     "forward": ("forward_vs_hf.py", "--tiny"),
     "pretrain_bf16": ("pretrain_step_vs_hf.py", "--tiny", "--precision", "bf16"),
     "loader": ("data_loader.py", "--tiny", "--pretrain"),
     "eval_memory": ("eval_memory.py", "--tiny"),
     "eval_vs_clip": ("eval_vs_clip_benchmark.py", "--tiny"),
+    "accumulation": ("accumulation.py", "--tiny"),
 }
 ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 TIMEOUT = 600
@@ -155,6 +156,15 @@ def test_eval_vs_clip_benchmark_agrees_and_reports_speed_and_mfu(runs, name):
     assert re.search(r"^ours / clip-benchmark \(median\)\s+[\d.]+", out, re.MULTILINE)
     _, shares = mfu_shares(out)
     assert len(shares) == 2 and all(share > 0 for share in shares)
+
+
+@pytest.mark.parametrize("name", ["accumulation"])
+def test_accumulation_compares_one_batch_exact_and_naive(runs, name):
+    out = finished(runs, name)
+    rows = re.findall(r"^(one batch|exact|naive)\s+([\d.]+) \(.*?\)\s+([\d.]+) \(", out, re.MULTILINE)
+    assert [row[0] for row in rows] == ["one batch", "exact", "naive"], out
+    assert all(float(row[2]) > 0 for row in rows)
+    assert re.search(r"^ratio exact / one batch: peak memory [\d.]+, samples/s [\d.]+$", out, re.MULTILINE), out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")

@@ -125,6 +125,24 @@ def test_an_unexpected_error_is_one_paragraph_with_a_hint(monkeypatch, capsys):
     assert "ZeroDivisionError: division by zero" in err and "--debug" in err and "Traceback" not in err
 
 
+def test_a_rank_whose_peer_died_says_so_not_that_flava_kit_has_a_bug(monkeypatch, capsys):
+    """What gloo raises on a surviving rank when torchrun's other worker was killed."""
+    import flava_kit.cli as cli
+
+    def lost(args):
+        raise RuntimeError("[../gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:9439. This is typically caused by ...")
+
+    monkeypatch.setattr(cli, "cmd_schema", lost)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["schema"]) == 1
+    err = capsys.readouterr().err
+    assert "rank 0: another rank of this torchrun job stopped" in err and "--max-restarts" in err and "bug" not in err
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: no peer to lose, so the same text is a bug report
+    assert main(["schema"]) == 1
+    assert "looks like a bug" in capsys.readouterr().err
+
+
 def test_the_console_script_prints_no_traceback_for_a_missing_file(tmp_path):
     exe = Path(sys.executable).parent / "flava-kit"
     result = subprocess.run([str(exe), "eval", str(tmp_path / "nowhere")], capture_output=True, text=True)

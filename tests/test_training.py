@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from flava_kit.cli import main
 from flava_kit.errors import CheckpointError, RecipeError
 from flava_kit.train.run import pretrain
-from flava_kit.train.trainer import parameter_groups, warmup_cosine
+from flava_kit.train.param_groups import parameter_groups
+from flava_kit.train.schedule import warmup_cosine
 
 TINY = str(Path(__file__).parent / "fixtures" / "tiny_pretrain.yaml")
 

@@ -2,6 +2,9 @@
 directory, a recipe plus a weights file, or a shipped recipe, each with the image and text settings
 its inputs need. Training and evaluation both read models through here, so neither imports the other.
 
+A LoRA run (``train.lora``) is read back with its adapters merged into the base weights: a plain
+model, which ``flava-kit convert`` exports as it is.
+
 A *reference* is a string (a run directory, one checkpoint of a run (``RUN/checkpoints/best``), an HF FLAVA directory or HF Hub id such as
 ``facebook/flava-full``, or a recipe path or shipped name: told apart by what the path holds) or a mapping with exactly one of ``run``, ``hf`` or
 ``recipe``, and optionally ``weights`` (a safetensors file in flava_kit's names, with ``recipe``),
@@ -141,7 +144,15 @@ def _from_run(run: Path) -> LoadedModel:
         raise CheckpointError(f"{run}: no checkpoint to evaluate (expected {run / 'checkpoints'})")
     recipe = load_recipe(checkpoint / RECIPE)
     model = build(recipe)
-    load_weights(checkpoint, model)
+    lora = (recipe.data.get("train") or {}).get("lora")
+    if lora is not None:  # a LoRA run's checkpoints hold the base weights and the adapters: merged, a plain model
+        from flava_kit.models.lora import add_adapters, merge_adapters
+
+        add_adapters(model, lora)
+        load_weights(checkpoint, model)
+        merge_adapters(model)
+    else:
+        load_weights(checkpoint, model)
     # The tokenizer the run saved, rather than building (and re-saving) it again.
     tokenizer = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else run_tokenizer((recipe.data.get("data") or {}).get("tokenizer"))
     return LoadedModel(model, tokenizer, *_settings(recipe.data, model), source=f"run {run} ({checkpoint.name})", kind=_kind(model))

@@ -59,6 +59,7 @@ def _fused_linear(x: torch.Tensor, layer: nn.Linear, gelu: bool, residual: torch
 def _onednn_applies(x: torch.Tensor, layer: nn.Linear) -> bool:
     return (
         _ONEDNN_LINEAR is not None
+        and isinstance(layer, nn.Linear)  # not a wrapper that computes more than its weight (peft's LoRA layers)
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))

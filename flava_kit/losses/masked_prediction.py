@@ -60,8 +60,8 @@ class MaskedPrediction(nn.Module):
         selected = labels != self.ignore_index
         logits = self.head(states[selected])
         if logits.shape[0] == 0:
-            return LossOutput(loss=logits.sum() * 0.0, logits=logits)
-        return LossOutput(loss=F.cross_entropy(logits, labels[selected]) * self.weight, logits=logits)
+            return LossOutput(loss=logits.sum() * 0.0, logits=logits, terms=0)
+        return LossOutput(loss=F.cross_entropy(logits, labels[selected]) * self.weight, logits=logits, terms=logits.shape[0])
 
     def fit(self, parts: dict) -> Iterable[str]:
         """Mismatches with the model's parts: the head's width and vocabulary (see the objective contract)."""

@@ -55,8 +55,9 @@ class PixelMIM(nn.Module):
         predicted = self.decoder(states[mask])
         target = self.targets(context.inputs["pixel_values"].float())[mask]
         if predicted.shape[0] == 0:
-            return LossOutput(loss=predicted.sum() * 0.0, logits=predicted)
-        return LossOutput(loss=F.mse_loss(predicted.float(), target) * self.weight, logits=predicted)
+            return LossOutput(loss=predicted.sum() * 0.0, logits=predicted, terms=0)
+        # terms: masked patches (each is a mean over the same number of pixels)
+        return LossOutput(loss=F.mse_loss(predicted.float(), target) * self.weight, logits=predicted, terms=predicted.shape[0])
 
     def fit(self, parts: dict) -> Iterable[str]:
         """The decoder must read the image encoder's width and emit its patches' pixels."""

@@ -12,7 +12,7 @@ from torch import nn
 
 from flava_kit.constraints import Weight
 from flava_kit.losses.context import PretrainingContext
-from flava_kit.losses.contrastive import contrastive_needs, gather_batches
+from flava_kit.losses.contrastive import contrastive_needs, gather_batches, positive_rows, scored_rows
 from flava_kit.outputs import LossOutput
 from flava_kit.registry import register
 
@@ -35,7 +35,8 @@ class SigmoidContrastiveLoss(nn.Module):
     learnable parameters, initialised as in the paper (``t = 10``, ``b = -10``). Each rank scores its
     own images against every rank's texts (gathered with gradients), so under DDP the averaged loss
     and gradients equal one process on the joined batch. ``inputs`` as in ``global_contrastive``.
-    Applies to paired batches; rows that are ITM negatives are not scored as images.
+    Applies to paired batches; rows that are ITM negatives are not scored as images. Batch-level
+    (see the objective contract): under gradient accumulation it scores the whole step's batch.
 
     ``same_text_positive``: a text identical (token for token) to an image's own caption scores as
     a true pair too. Scored alone, each pair of a batch with repeated captions (class-name
@@ -60,11 +61,23 @@ class SigmoidContrastiveLoss(nn.Module):
         self.needs = contrastive_needs(inputs)
 
     def forward(self, context: PretrainingContext) -> LossOutput | None:
+        rows = self.batch_rows(context)
+        return None if rows is None else self.batch_loss(rows, context.logit_scale)
+
+    def batch_rows(self, context: PretrainingContext) -> dict[str, torch.Tensor] | None:
+        """This batch's features, true-pair rows and (with ``same_text_positive``) captions; None: not a paired batch."""
         if not context.paired:
             return None
         images, texts = context.features(self.inputs)
-        token_ids = context.inputs["input_ids"] if self.same_text_positive else None
-        return self.score(images, texts, context.itm_keep, token_ids)
+        rows = {"image": images, "text": texts, "positive": positive_rows(context)}
+        if self.same_text_positive:
+            rows["token_ids"] = context.inputs["input_ids"]
+        return rows
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], logit_scale: torch.Tensor) -> LossOutput:
+        """The loss over ``rows`` (one batch's, or every micro-batch's concatenated); ``logit_scale``
+        is the model's, unused: this objective learns its own temperature."""
+        return self.score(rows["image"], rows["text"], scored_rows(rows["positive"]), rows.get("token_ids"))
 
     def score(self, image_features: torch.Tensor, text_features: torch.Tensor, keep: torch.Tensor | None = None,
               token_ids: torch.Tensor | None = None) -> LossOutput:  # fmt: skip
@@ -83,4 +96,4 @@ class SigmoidContrastiveLoss(nn.Module):
             logits, signs = logits[keep], signs[keep]
         loss = -F.logsigmoid(signs * logits).sum() / max(logits.shape[0], 1)
         metrics = {"temperature": self.logit_scale.detach().exp(), "bias": self.logit_bias.detach()}
-        return LossOutput(loss=loss * self.weight, logits=logits, metrics=metrics)
+        return LossOutput(loss=loss * self.weight, logits=logits, metrics=metrics, terms=logits.shape[0])

@@ -18,7 +18,7 @@ from flava_kit.losses.masked_prediction import (
     MaskedMultimodalTextModeling,
 )
 from flava_kit.models.flava import FlavaModel
-from flava_kit.outputs import PretrainingOutput
+from flava_kit.outputs import LossOutput, PretrainingOutput
 from flava_kit.registry import register
 
 
@@ -131,22 +131,35 @@ class FlavaForPreTraining(nn.Module):
         mlm_labels: torch.Tensor | None = None,
         mim_labels: torch.Tensor | None = None,
         itm_labels: torch.Tensor | None = None,
+        defer_batch_level: bool = False,
     ) -> PretrainingOutput:
-        """HF ``FlavaForPreTraining``'s arguments; returns the losses of the objectives that ran."""
+        """HF ``FlavaForPreTraining``'s arguments; returns the losses of the objectives that ran.
+        With ``defer_batch_level``, batch-level objectives leave their ``rows`` unscored (see
+        :class:`~flava_kit.outputs.PretrainingOutput` and :meth:`score_batch_level`)."""
         given = dict(input_ids=input_ids, input_ids_masked=input_ids_masked, pixel_values=pixel_values,
                      codebook_pixel_values=codebook_pixel_values, attention_mask=attention_mask, token_type_ids=token_type_ids,
                      bool_masked_pos=bool_masked_pos, mlm_labels=mlm_labels, mim_labels=mim_labels, itm_labels=itm_labels)  # fmt: skip
         context = self.context({k: v for k, v in given.items() if v is not None})
         out = PretrainingOutput(masked=context.masked, unmasked=context.unmasked)
         for name, objective in self.objectives.items():
+            if defer_batch_level and hasattr(objective, "batch_rows"):
+                rows = objective.batch_rows(context)
+                if rows is not None:
+                    out.rows[name] = rows
+                continue
             result = objective(context)
             if result is None:  # the batch does not apply to it
                 continue
-            out.losses[name], out.logits[name] = result.loss, result.logits
+            out.losses[name], out.logits[name], out.terms[name] = result.loss, result.logits, result.terms
             out.metrics.update({f"{name}/{metric}": value for metric, value in result.metrics.items()})
         if out.losses:
             out.loss = sum(out.losses.values())
         return out
+
+    def score_batch_level(self, rows: dict[str, dict[str, torch.Tensor]]) -> dict[str, LossOutput]:
+        """The batch-level objectives' losses over ``rows`` (objective name -> its rows, e.g. every
+        micro-batch's concatenated), as one batch of them would score."""
+        return {name: self.objectives[name].batch_loss(named, self.flava.logit_scale) for name, named in rows.items()}
 
     def context(self, inputs: dict[str, torch.Tensor]) -> PretrainingContext:
         """Run what the objectives need on a batch and hand it over as one :class:`PretrainingContext`."""

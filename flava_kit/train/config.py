@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flava_kit.constraints import Probability, Size, Steps
 from flava_kit.contracts import ImageMasking, MetricLogger, Source, TextMasking
 from flava_kit.data.tokenizer import run_tokenizer
+from flava_kit.models.lora import LoraSettings, settings_of
 
 
 class DataConfig:
@@ -137,12 +138,13 @@ class DataConfig:
         extra = {"crop_scale": self.crop_scale, "flip": self.flip} if augment else {}
         return ImageProcessor(self.image_size, self.codebook_size, **extra)
 
-    def batches(self, tokenizer: Any, rank: int = 0, world_size: int = 1) -> Any:
-        """The run's batches (see :class:`~flava_kit.data.batches.PretrainingBatches`)."""
+    def batches(self, tokenizer: Any, rank: int = 0, world_size: int = 1, accumulation: int = 1) -> Any:
+        """The run's batches (see :class:`~flava_kit.data.batches.PretrainingBatches`): one per step,
+        of ``accumulation`` × ``batch_size`` items (the trainer splits them into micro-batches)."""
         from flava_kit.data.batches import PretrainingBatches
 
         return PretrainingBatches(
-            self.sources, batch_size=self.batch_size, processor=self.processor(augment=True), tokenizer=tokenizer,
+            self.sources, batch_size=self.batch_size * accumulation, processor=self.processor(augment=True), tokenizer=tokenizer,
             text_length=self.text_length, image_masking=self.image_masking, text_masking=self.text_masking,
             itm_negative_prob=self.itm_negative_prob, seed=self.seed, rank=rank, world_size=world_size, strict=self.strict,
             task=self.task, answers=self.answers,
@@ -166,7 +168,8 @@ class ModelSelection(BaseModel):
 
 class TrainConfig:
     """How to train: AdamW (no weight decay on norms and biases), linear warm-up then cosine decay,
-    gradient clipping and accumulation, a checkpoint every ``checkpoint_every`` steps (the last
+    gradient clipping, exact accumulation (``accumulation`` micro-batches of ``data.batch_size`` are
+    one step on their whole batch: see :mod:`flava_kit.train.accumulation`), a checkpoint every ``checkpoint_every`` steps (the last
     ``keep_checkpoints`` kept), metrics to ``loggers`` every step (losses) and every ``log_every``
     steps (gradient norm, throughput, data-wait and compute time, memory).
 
@@ -182,23 +185,37 @@ class TrainConfig:
     the eval recipe (a shipped name such as ``eval_shapes``, a path, or an inline mapping with
     ``tasks``) the finished run is evaluated with, by the same runner as ``flava-kit eval RUN``:
     its table is ``results.json``; null evaluates nothing.
+
+    Fine-tuning controls (see :mod:`flava_kit.train.param_groups`; patterns are fnmatch patterns on
+    ``model.named_parameters()`` names, a module path standing for everything below it, and each
+    must match something, which ``flava-kit validate`` checks): ``freeze`` lists what does not
+    train (no gradient, no optimizer state, unchanged to the bit); ``lr_multipliers`` maps a
+    pattern to a factor of ``lr`` (the last matching pattern wins); ``layer_decay`` in (0, 1]
+    scales each encoder layer's rate by ``layer_decay ** (top - layer)``, as timm's
+    ``param_groups_layer_decay``; ``lora`` (:class:`~flava_kit.models.lora.LoraSettings`, the
+    ``lora`` extra) trains low-rank adapters instead of the base weights, merged into them when the
+    run is read back or exported. They apply after ``init_from``'s weights are loaded.
     """
 
     @staticmethod
     def recipe_checks(node: dict, path: tuple, recipe: dict):
         """``activation_checkpointing`` must reach every encoder and fusion: each must have ``set_gradient_checkpointing``
-        (see the encoder and fusion contracts), never be skipped silently. (The eval recipes ``eval`` and ``select.eval``
-        name are checked whole, their tasks built, by :func:`flava_kit.recipe.load_recipe`.)"""
-        if not node.get("activation_checkpointing"):
-            return
-        from flava_kit.registry import registry
+        (see the encoder and fusion contracts), never be skipped silently. Every ``freeze``, ``lr_multipliers`` and
+        ``lora`` pattern must match something in the model (:func:`~flava_kit.train.param_groups.pattern_problems`).
+        (The eval recipes ``eval`` and ``select.eval`` name are checked whole, their tasks built, by
+        :func:`flava_kit.recipe.load_recipe`.)"""
+        from flava_kit.train.param_groups import pattern_problems
 
-        model = recipe.get("model", {})
-        for slot, kind in (("image_encoder", "encoder"), ("text_encoder", "encoder"), ("fusion", "fusion")):
-            part = model.get(slot)
-            if isinstance(part, dict) and not hasattr(registry.get(kind, part["type"]), "set_gradient_checkpointing"):
-                yield (path + ("activation_checkpointing",), f"model.{slot} ({kind} '{part['type']}') cannot checkpoint its activations",
-                       "set train.activation_checkpointing=false, or use a component with set_gradient_checkpointing")  # fmt: skip
+        if node.get("activation_checkpointing"):
+            from flava_kit.registry import registry
+
+            model = recipe.get("model", {})
+            for slot, kind in (("image_encoder", "encoder"), ("text_encoder", "encoder"), ("fusion", "fusion")):
+                part = model.get(slot)
+                if isinstance(part, dict) and not hasattr(registry.get(kind, part["type"]), "set_gradient_checkpointing"):
+                    yield (path + ("activation_checkpointing",), f"model.{slot} ({kind} '{part['type']}') cannot checkpoint its activations",
+                           "set train.activation_checkpointing=false, or use a component with set_gradient_checkpointing")  # fmt: skip
+        yield from pattern_problems(node, path, recipe)
 
     def __init__(
         self,
@@ -224,6 +241,10 @@ class TrainConfig:
         loggers: dict[str, MetricLogger] | None = None,
         eval: str | dict | None = None,
         select: ModelSelection | None = None,
+        freeze: list[str] | None = None,
+        lr_multipliers: dict[str, Annotated[float, Field(ge=0.0)]] | None = None,
+        layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None,
+        lora: LoraSettings | None = None,
     ):
         self.steps, self.lr, self.weight_decay, self.warmup_steps, self.betas = steps, lr, weight_decay, warmup_steps, tuple(betas)
         self.grad_clip, self.accumulation, self.log_every = grad_clip, accumulation, log_every
@@ -236,3 +257,5 @@ class TrainConfig:
 
             loggers = {"csv": CsvLogger()}
         self.loggers, self.eval, self.select = loggers, eval, select
+        self.freeze, self.lr_multipliers, self.layer_decay = list(freeze or []), dict(lr_multipliers or {}), layer_decay
+        self.lora = settings_of(lora) if lora is not None else None  # a mapping, when made by hand

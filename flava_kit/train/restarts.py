@@ -10,12 +10,28 @@ import os
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
+
 from flava_kit.checkpoints.run_dir import latest_checkpoint
 
 
 def restart_count() -> int:
     """How many times torchrun has restarted this worker (0 outside torchrun)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def init_process_group(backend: str) -> None:
+    """The default process group from torchrun's environment. In a restarted attempt its keys go
+    under a prefix of their own: torchrun's agent keeps its store across restarts, and a rank that
+    read a dead attempt's address from it would fail to connect ("Connection refused")."""
+    restarts = restart_count()
+    if restarts == 0:
+        dist.init_process_group(backend)
+        return
+    from torch.distributed.rendezvous import rendezvous
+
+    store, rank, world_size = next(rendezvous("env://"))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"flava_kit/restart_{restarts}", store), rank=rank, world_size=world_size)
 
 
 def resume_after_restart(run_dir: Path, resume: bool, rank: int) -> bool:

@@ -17,7 +17,7 @@ from flava_kit.data.sources.base import Broken, DataError
 from flava_kit.errors import Problem, RecipeError
 from flava_kit.devices import resolve_device
 from flava_kit.train.device import process_group_backend
-from flava_kit.train.restarts import resume_after_restart
+from flava_kit.train.restarts import init_process_group, resume_after_restart
 from flava_kit.recipe import build, build_section, load_recipe
 from flava_kit.recipe.tree import Recipe
 
@@ -59,7 +59,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
     data, train = build_section(recipe, "data"), build_section(recipe, "train")
     device = resolve_device(train.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(process_group_backend(device))
+        init_process_group(process_group_backend(device))
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed(data.seed)  # the same initial weights on every rank and in every run
     run_dir = Path(run_dir)
@@ -84,6 +84,10 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
         if rank == 0:
             print(f"init_from {train.init_from}: {len(untouched)} model tensors kept their initial values "
                   f"({', '.join(untouched[:4])}{' ...' if len(untouched) > 4 else ''}); {len(unused)} checkpoint tensors unused")  # fmt: skip
+    if train.freeze or train.lora is not None:  # after init_from's weights (a resume's come with the adapters), before the optimizer
+        from flava_kit.train.param_groups import apply_fine_tuning
+
+        apply_fine_tuning(model, train)
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     selector = None
     if train.select is not None:  # on every rank (checkpoints are collectives); rank 0 alone evaluates
@@ -94,7 +98,7 @@ def pretrain(source: Any, overrides: Iterable[str] = (), run_dir: str | Path = "
             return evaluate_run(checkpoint, train.select.eval, out=run_dir / "selection" / checkpoint.name)
 
         selector = Selector(train.select, run_dir, evaluate_checkpoint)
-    trainer = Trainer(model, train, data.batches(tokenizer, rank, world_size), run_dir, recipe.data, workers=data.workers, device=device,
+    trainer = Trainer(model, train, data.batches(tokenizer, rank, world_size, train.accumulation), run_dir, recipe.data, workers=data.workers, device=device,
                       selector=selector)  # fmt: skip
     step = trainer.fit(resume=resume, stop_after=stop_after)
     finished = step == train.steps or trainer.stopped_early

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 import signal
@@ -18,20 +17,15 @@ from tqdm import tqdm
 from flava_kit.data.batches import loader_batches
 from flava_kit.errors import CheckpointError
 from flava_kit.checkpoints.run_dir import latest_checkpoint, load_weights, read_weights
+from flava_kit.train.accumulation import ExactAccumulation, split_batch
 from flava_kit.train.checkpoint import read_state, save_checkpoint
+from flava_kit.train.metrics import SYSTEM_METRICS, MetricsWindow, loss_columns, plot_losses
+from flava_kit.train.schedule import warmup_cosine
 from flava_kit.train.config import TrainConfig
 from flava_kit.train.data_state import DataState, KeyRecorder
-from flava_kit.train.device import autocast, grad_scaler, peak_memory_mib, to_device
+from flava_kit.train.device import autocast, grad_scaler, to_device
 from flava_kit.train.fsdp import shard
-
-
-def loss_columns(model: torch.nn.Module) -> list[str]:
-    """``losses.csv``'s first columns: the step, the learning rate, the total loss and each named
-    loss the model can report (a pretraining model's objectives by their recipe names)."""
-    return ["step", "lr", "loss", *getattr(model, "loss_names", [])]
-
-
-SYSTEM_METRICS = ["samples_per_s", "data_wait_s", "compute_s", "data_wait_share", "peak_memory_mib", "skipped_items"]
+from flava_kit.train.param_groups import parameter_groups
 
 
 class _Losses(torch.nn.Module):
@@ -44,46 +38,6 @@ class _Losses(torch.nn.Module):
     def forward(self, **batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         out = self.model(**batch)
         return out.loss, out.losses, getattr(out, "metrics", {})
-
-
-class _Window:
-    """Time and samples since the last system-metrics report."""
-
-    def __init__(self):
-        self.data_wait, self.compute, self.samples = 0.0, 0.0, 0
-
-    def report(self, device: torch.device, skipped: int) -> dict[str, float]:
-        """Throughput, data-wait and compute time (and the wait's share), peak memory, items skipped so far."""
-        total = self.data_wait + self.compute
-        return {
-            "skipped_items": skipped,
-            "samples_per_s": self.samples / total if total else 0.0,
-            "data_wait_s": self.data_wait,
-            "compute_s": self.compute,
-            "data_wait_share": self.data_wait / total if total else 0.0,
-            "peak_memory_mib": peak_memory_mib(device),
-        }
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices; none on norms, biases and other vectors (or scalars)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.dim() >= 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def warmup_cosine(warmup: int, total: int):
-    """Linear warm-up to the base rate over ``warmup`` steps, then cosine decay to zero at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 class Trainer:
@@ -126,9 +80,15 @@ class Trainer:
             self.model = _Losses(model)
         if config.compile:
             self.model = torch.compile(self.model)
+        self.accumulation = None  # one batch: through the DDP wrapper, as usual
+        if config.accumulation > 1:
+            module = torch.compile(self.module) if config.compile else self.module
+            self.accumulation = ExactAccumulation(module, self.device, lambda: autocast(self.device, config.precision), lambda t: self.scaler.scale(t),
+                                                  averaged=config.fsdp)  # fmt: skip
         # Fused AdamW (~10x faster than the default loop on CPU) does not take FSDP's sharded tensors.
         fused = {"fused": True} if not config.fsdp else {}
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, **fused)
+        groups = parameter_groups(model, config.weight_decay, lr=config.lr, lr_multipliers=config.lr_multipliers, layer_decay=config.layer_decay)
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(config.warmup_steps, config.steps))
         self.scaler = grad_scaler(self.device, config.precision)
         self.loggers = dict(config.loggers) if self.rank == 0 else {}
@@ -145,13 +105,12 @@ class Trainer:
             if self.selector is not None:
                 self.selector.restore(start)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        first, last = start * cfg.accumulation, cfg.steps * cfg.accumulation
-        batches = self.batches.window(first, last, self.data_state.lanes)
+        batches = self.batches.window(start, cfg.steps, self.data_state.lanes)
         # Its own generator: a DataLoader iterator otherwise draws its seed from the global RNG,
         # which dropout uses, and a resumed run would then see other dropout masks.
         loader = loader_batches(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.workers, generator=torch.Generator(),
                                                             pin_memory=self.device.type == "cuda" and self.workers > 0))  # fmt: skip
-        if first < last:  # the first batch before the progress bar: a data error at the start is the only output
+        if start < cfg.steps:  # the first batch before the progress bar: a data error at the start is the only output
             loader = itertools.chain([next(loader)], loader)
         self.keys = KeyRecorder(self.run_dir, self.rank, start) if cfg.record_keys else None
         for logger in self.loggers.values():
@@ -160,7 +119,7 @@ class Trainer:
             logger.start(self.run_dir, start, self.columns)  # forgets what a crashed run logged after ``start``
         previous = signal.signal(signal.SIGTERM, self._request_stop) if threading.current_thread() is threading.main_thread() else None
         progress = tqdm(total=cfg.steps, initial=start, disable=self.rank != 0, desc="pretrain", dynamic_ncols=True)
-        step, window = start, _Window()
+        step, window = start, MetricsWindow()
         try:
             for step in range(start + 1, cfg.steps + 1):
                 row = self._step(loader, window, step)
@@ -173,7 +132,7 @@ class Trainer:
                     if system is not None:
                         logger.log(step, system, group="system")
                 if report:
-                    window = _Window()
+                    window = MetricsWindow()
                     progress.set_postfix({k: f"{row[k]:.3f}" for k in self.columns["train"][2:-1] if k in row}, refresh=False)
                 progress.update(1)
                 stop = self._stop_everywhere() or (stop_after is not None and step >= stop_after)
@@ -225,27 +184,27 @@ class Trainer:
         """Broken items this rank's data pipeline skipped over the run."""
         return self.data_state.skipped
 
-    def _step(self, loader, window: _Window, step: int) -> dict[str, float]:
+    def _step(self, loader, window: MetricsWindow, step: int) -> dict[str, float]:
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {}
-        for _ in range(cfg.accumulation):
-            waited = time.perf_counter()
-            batch = next(loader)
-            keys = batch.pop("keys")
-            self.data_state.update(batch.pop("data_position"))
-            if self.keys is not None:
-                self.keys.record(step, keys)
-            batch = to_device(batch, self.device)
-            started = time.perf_counter()
-            window.data_wait += started - waited
-            window.samples += next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
+        waited = time.perf_counter()
+        batch = next(loader)  # the whole step's batch: accumulation splits it
+        keys = batch.pop("keys")
+        self.data_state.update(batch.pop("data_position"))
+        if self.keys is not None:
+            self.keys.record(step, keys)
+        batch = to_device(batch, self.device)
+        started = time.perf_counter()
+        window.data_wait += started - waited
+        window.samples += next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor))
+        if self.accumulation is not None:
+            totals = self.accumulation.backward(split_batch(batch, cfg.accumulation))
+        else:
             with autocast(self.device, cfg.precision):
                 loss, losses, metrics = self.model(**batch)
-            self.scaler.scale(loss / cfg.accumulation).backward()
-            for name, value in {"loss": loss, **losses, **metrics}.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach() if torch.is_tensor(value) else value) / cfg.accumulation
-            window.compute += time.perf_counter() - started
+            self.scaler.scale(loss).backward()
+            totals = {name: float(value.detach() if torch.is_tensor(value) else value) for name, value in {"loss": loss, **losses, **metrics}.items()}
+        window.compute += time.perf_counter() - started
         started = time.perf_counter()
         for param in self.replicated:  # averaged like DDP would; a rank without a gradient adds zeros
             if param.grad is None:
@@ -307,27 +266,3 @@ class Trainer:
         if state["cuda_rng"] and torch.cuda.is_available():  # dropout on the GPU draws from these
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return state["step"]
-
-
-def plot_losses(csv_path: Path, png_path: Path, names: list[str]) -> None:
-    """A PNG with one curve per loss (``names``: columns of ``losses.csv``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for column in names:
-        points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
-        if points:
-            axis.plot(*zip(*points), label=column, linewidth=1.2 if column == "loss" else 0.8)
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_yscale("log")
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=110)
-    plt.close(figure)
