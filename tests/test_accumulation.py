@@ -114,3 +114,17 @@ def test_accumulated_run_through_the_cli_is_the_one_batch_run(tmp_path):
     first, second = checkpoint_weights(runs["one"]), checkpoint_weights(runs["accumulated"])
     for name, tensor in first.items():
         assert torch.allclose(second[name], tensor, atol=1e-4), name
+
+
+def test_fsdp_accumulates_like_ddp(tmp_path):
+    """Under FSDP the gradients are averaged after every backward (not summed once): the same step."""
+    from tests.test_distributed import torchrun_pretrain
+
+    common = ["data.batch_size=4", "train.accumulation=2", "model.fusion.dropout=0.0", "train.eval=null"]
+    torchrun_pretrain(tmp_path / "ddp", *common)
+    torchrun_pretrain(tmp_path / "fsdp", *common, "train.fsdp=true")
+    ddp, fsdp = losses_csv(tmp_path / "ddp" / "run"), losses_csv(tmp_path / "fsdp" / "run")
+    assert len(ddp) == len(fsdp) == 4
+    for a, b in zip(ddp, fsdp):
+        for column in ("loss", "global_contrastive", "itm", "mmm_image", "mmm_text"):
+            assert abs(a[column] - b[column]) <= 1e-4 * abs(a[column]), (column, a, b)
