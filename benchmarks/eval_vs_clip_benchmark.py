@@ -1,4 +1,4 @@
-"""Zero-shot classification and a linear probe: the clip-benchmark package's code against flava_kit's eval recipes.
+"""Zero-shot classification, a linear probe and retrieval: the clip-benchmark package's code against flava_kit's eval recipes.
 
 One model (a tiny pretraining run of ``tests/fixtures/tiny_pretrain.yaml``, ``--steps`` steps, or
 ``--run DIR``) and one local labelled folder: ``--images`` synthetic held-out shapes written as PNGs
@@ -22,11 +22,22 @@ folder of as many shapes from another seed is the linear probe's training set.
 - ours: an eval recipe with ``zero_shot_classification`` (the same templates) and ``linear_probe``
   (``representation: projected``, ``train`` the second folder) over ``{type: labelled_folder}``,
   run through ``evaluate`` with a fresh feature cache.
+- CLIP_benchmark's own webdataset layout (``clip-benchmark/wds_<name>`` on the HF Hub): the same
+  held-out shapes written by its exporter (``clip_benchmark.webdataset_builder``) as a
+  classification set (``classnames.txt``, ``zeroshot_classification_templates.txt``: the templates
+  above with ``{c}``) and a retrieval set with five captions per image (five prompts of the image's
+  class, each followed by its caption number spelled in eight vocabulary words, so no two captions
+  are alike: identical captions tie, and ties are broken differently, ours for the true match, its
+  ``topk`` by its sort). Theirs: ``build_dataset("wds/...", root=FOLDER)``, then the zero-shot
+  classifier and loop as above and ``zeroshot_retrieval.evaluate`` (recall@1/5/10). Ours: the eval
+  recipe ``{type: webdataset, urls: FOLDER}`` with no class names or templates (the dataset's),
+  ``zero_shot_classification`` and ``retrieval``.
 
 Printed: each metric both ways and whether they are equal (to 1e-6), the largest difference between
 clip-benchmark's probe features and ours (read back from our cache), and images/s of the zero-shot
 pass each way: ``--repeats`` timed passes, alternating, after one untimed pass each (the one whose
-metrics are compared). Ours runs each timed pass with an empty cache; only the evaluation is timed,
+metrics are compared); and so for the two webdataset passes (images/s: images over a pass's seconds;
+the retrieval pass also encodes five captions an image). Ours runs each timed pass with an empty cache; only the evaluation is timed,
 never loading the model. Then each way's MFU: images/s times the FLOPs of a pass per image
 (counted by ``torch.utils.flop_counter`` on clip-benchmark's compared pass; both run the same
 forwards) over the device's peak.
@@ -45,11 +56,13 @@ flip and equality to 1e-6 is no longer the test.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # clip-benchmark's progress bars, before tqdm is imported
 
@@ -63,6 +76,11 @@ FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tiny_
 TEMPLATES = ("a {}", "a photo of a {}", "a picture of a {}", "the {}")
 """Zero-shot prompts in flava_kit's form; clip-benchmark's names the slot ``{c}``."""
 TOLERANCE = 1e-6
+CAPTIONS = ("a {}", "a photo of a {}", "a picture of a {}", "the {}", "a picture of the {}")
+"""The retrieval set's five captions of an image, its class name in the slot (each then numbered)."""
+NUMBER_WORDS = ("above", "below", "left", "right", "and", "of", "the", "small")
+"""Base-8 digits in vocabulary words: a caption's number, so that no two captions are the same."""
+KS = (1, 5, 10)
 TINY_SIZES = {"steps": 2, "images": 48, "batch_size": 16, "repeats": 1}
 
 
@@ -77,6 +95,84 @@ def write_folder(root: Path, count: int, image_size: int, seed: int) -> None:
     for index in range(count):
         item = shapes[index]
         item["image"].save(root / names[item["label"]] / f"{index:06d}.png")
+
+
+def spelled(number: int, digits: int) -> str:
+    """``number`` in base 8 as ``digits`` :data:`NUMBER_WORDS` (captions end in a shape word, so the number is where it starts)."""
+    return " ".join(NUMBER_WORDS[number // 8**place % 8] for place in reversed(range(digits)))
+
+
+def write_wds(root: Path, count: int, image_size: int, seed: int) -> None:
+    """The held-out shapes in CLIP_benchmark's layout, by its exporter: ``root/classification`` (class
+    names, the templates with ``{c}``) and ``root/retrieval`` (five numbered captions each), 4 shards each."""
+    import contextlib
+    import io
+    import warnings
+
+    from clip_benchmark.webdataset_builder import PIL_to_bytes, convert_dataset, convert_retrieval_dataset
+
+    from flava_kit.data.synthetic import SyntheticShapes, class_names
+
+    class Exported(list):  # what the exporter reads: (image, label or captions) pairs, with classes and templates
+        classes, templates = class_names(), [template.replace("{}", "{c}") for template in TEMPLATES]
+
+    names, shapes, to_bytes = class_names(), SyntheticShapes(count, image_size, seed=seed, two_shapes=0.0), PIL_to_bytes("webp")
+    items = [shapes[index] for index in range(count)]
+    digits = max(1, math.ceil(math.log(count * len(CAPTIONS), 8)))
+    captions = [[f"{caption.format(names[item['label']])} {spelled(i * len(CAPTIONS) + j, digits)}" for j, caption in enumerate(CAPTIONS)]
+                for i, item in enumerate(items)]  # fmt: skip
+    per_shard = max(1, math.ceil(count / 4))
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it prints, and warns about its 8 workers
+        warnings.simplefilter("ignore")
+        convert_dataset(Exported((to_bytes(item["image"]), item["label"]) for item in items), "test", str(root / "classification"),
+                        max_count=per_shard, verbose=False)  # fmt: skip
+        convert_retrieval_dataset(Exported((to_bytes(item["image"]), text) for item, text in zip(items, captions)), "test",
+                                  str(root / "retrieval"), max_count=per_shard, verbose=False)  # fmt: skip
+
+
+def wds_loader(root: Path, task: str, transform, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
+    """clip-benchmark's own ``wds`` dataset of a local folder, batched as its CLI loads one."""
+    from clip_benchmark.datasets.builder import build_dataset
+
+    dataset = build_dataset(f"wds/{root.name}", root=str(root), transform=transform, split="test", task=task)
+    loader = torch.utils.data.DataLoader(dataset.batched(batch_size), batch_size=None, shuffle=False, num_workers=workers)
+    loader.classes, loader.templates = dataset.classes, dataset.templates
+    return loader
+
+
+def clip_benchmark_wds_zero_shot(triple: tuple, root: Path, batch_size: int, workers: int, device: str,
+                                 precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor, Any]:  # fmt: skip
+    """(logits, targets, loader) of clip-benchmark's zero-shot classifier and loop over its ``wds``
+    loader of ``root/classification``, with the class names and templates that loader read."""
+    from clip_benchmark.metrics.zeroshot_classification import run_classification, zero_shot_classifier
+
+    model, transform, tokenizer = triple
+    with autocast(torch.device(device), precision):
+        loader = wds_loader(root / "classification", "zeroshot_classification", transform, batch_size, workers)
+        classifier = zero_shot_classifier(model, tokenizer, loader.classes, loader.templates, device, amp=precision != "fp32")
+        logits, target = run_classification(model, classifier, loader, device, amp=precision != "fp32")
+    return logits.float(), target, loader
+
+
+def clip_benchmark_wds_retrieval(triple: tuple, root: Path, batch_size: int, workers: int, device: str, precision: str = "fp32") -> dict:
+    """clip-benchmark's ``zeroshot_retrieval.evaluate`` over its ``wds`` loader of ``root/retrieval``."""
+    from clip_benchmark.metrics import zeroshot_retrieval
+
+    model, transform, tokenizer = triple
+    with autocast(torch.device(device), precision):
+        loader = wds_loader(root / "retrieval", "zeroshot_retrieval", transform, batch_size, workers)
+        return zeroshot_retrieval.evaluate(model, loader, tokenizer, device, amp=precision != "fp32", recall_k_list=list(KS))
+
+
+def wds_recipe(root: Path, batch_size: int, workers: int, device: str, cache: Path, run: str, task: str | None = None):
+    """Our eval recipe on the layout: zero-shot (the dataset's names and templates) and retrieval; or one of them."""
+    from flava_kit.evaluation.recipe import load_eval_recipe
+
+    tasks = {"wds_zero_shot": {"type": "zero_shot_classification", "data": {"type": "webdataset", "urls": str(root / "classification")}},
+             "wds_retrieval": {"type": "retrieval", "data": {"type": "webdataset", "urls": str(root / "retrieval")}, "ks": list(KS)}}  # fmt: skip
+    settings = {"batch_size": batch_size, "workers": workers, "device": device, "cache": str(cache)}
+    chosen = {name: node for name, node in tasks.items() if task is None or name == task}
+    return load_eval_recipe({"recipe_version": 1, "tasks": chosen, "settings": settings}, models={"model": run})
 
 
 def image_folder_loader(root: Path, transform, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
@@ -213,6 +309,8 @@ def main() -> None:
         test_root, train_root = tmp / "images", tmp / "probe_train"
         write_folder(test_root, args.images, loaded.image_size, SyntheticSource.HELD_OUT_SEED)
         write_folder(train_root, args.images, loaded.image_size, SyntheticSource.HELD_OUT_SEED + 1)
+        wds_root = tmp / "wds"
+        write_wds(wds_root, args.images, loaded.image_size, SyntheticSource.HELD_OUT_SEED)
 
         def theirs_pass(precision: str):
             return clip_benchmark_zero_shot(triple, test_root, args.batch_size, args.workers, args.device, precision)
@@ -220,6 +318,8 @@ def main() -> None:
         def ours_pass(recipe, precision: str) -> dict:
             with autocast(device, precision):
                 return evaluate(recipe, loaded={"model": loaded})
+
+        theirs_wds = {"wds_zero_shot": clip_benchmark_wds_zero_shot, "wds_retrieval": clip_benchmark_wds_retrieval}
 
         # The compared pass each way, in fp32 whatever --precision says: in bf16 / fp16 the two round at
         # different points (clip-benchmark averages the prompts and scores under autocast, ours scores
@@ -242,6 +342,12 @@ def main() -> None:
             print(f"warning: our features were recomputed ({encoded_train} + {encoded_test} items), not read from the cache")
         labels_equal = np.array_equal(train_y, ours_train_y) and np.array_equal(test_y, ours_test_y) and target.tolist() == ours_test_y.tolist()
         feature_gap = float(max(np.abs(train_x - ours_train).max(), np.abs(test_x - ours_test).max()))
+        # The layout, both ways, in fp32: clip-benchmark's wds builder and evaluators, our webdataset source and tasks.
+        wds_logits, wds_target, wds_loaded = clip_benchmark_wds_zero_shot(triple, wds_root, args.batch_size, args.workers, args.device)
+        theirs_wds_zero_shot = clip_benchmark_metrics(wds_logits, wds_target, len(wds_loaded.classes))
+        theirs_recalls = clip_benchmark_wds_retrieval(triple, wds_root, args.batch_size, args.workers, args.device)
+        wds_results = ours_pass(wds_recipe(wds_root, args.batch_size, args.workers, args.device, tmp / "cache-compare", run), "fp32")
+        ours_wds = wds_results["results"]["model"]
 
         # Timed zero-shot passes in --precision, alternating; ours from an empty cache every time.
         if args.precision != "fp32":  # an untimed pass each way first: the reduced-precision kernels' warm-up
@@ -259,34 +365,67 @@ def main() -> None:
             speeds["ours"].append(args.images / seconds)
             peaks["ours"].append(peak)
             shutil.rmtree(cache, ignore_errors=True)
+        for task in ("wds_zero_shot", "wds_retrieval"):  # the layout's passes, alike: theirs, then ours from an empty cache
+            for repeat in range(args.repeats):
+                seconds, _ = timed_pass(lambda: theirs_wds[task](triple, wds_root, args.batch_size, args.workers, args.device, args.precision),
+                                        device)  # fmt: skip
+                speeds.setdefault(f"{task} clip-benchmark", []).append(args.images / seconds)
+                cache = tmp / f"cache-{task}-{repeat}"
+                timed = wds_recipe(wds_root, args.batch_size, args.workers, args.device, cache, run, task)
+                seconds, _ = timed_pass(lambda: ours_pass(timed, args.precision), device)
+                speeds.setdefault(f"{task} ours", []).append(args.images / seconds)
+                shutil.rmtree(cache, ignore_errors=True)
 
         ours = {**zero_shot["metrics"], "confusion": zero_shot["details"]["confusion"]}
         print(f"\n{args.images} held-out shapes, {len(classes)} classes, model {loaded.source}, {args.device}, "
               f"batch {args.batch_size}, {args.workers} workers")  # fmt: skip
-        print(f"{'metric':<32}{'clip-benchmark':>16}{'ours':>16}{'equal':>8}")
+        print(f"{'metric':<36}{'clip-benchmark':>16}{'ours':>16}{'equal':>8}")
         for metric in ("accuracy", "acc@5", "mean_per_class_recall"):
             equal = abs(theirs[metric] - ours[metric]) <= TOLERANCE
-            print(f"{'zero_shot ' + metric:<32}{theirs[metric]:>16.6f}{ours[metric]:>16.6f}{'yes' if equal else 'NO':>8}")
-        print(f"{'zero_shot confusion matrix':<32}{'':>16}{'':>16}{'yes' if theirs['confusion'] == ours['confusion'] else 'NO':>8}")
+            print(f"{'zero_shot ' + metric:<36}{theirs[metric]:>16.6f}{ours[metric]:>16.6f}{'yes' if equal else 'NO':>8}")
+        print(f"{'zero_shot confusion matrix':<36}{'':>16}{'':>16}{'yes' if theirs['confusion'] == ours['confusion'] else 'NO':>8}")
         ours_probe = probe["metrics"]["accuracy"]
         probe_equal = abs(theirs_probe - ours_probe) <= TOLERANCE
-        print(f"{f'linear_probe accuracy (C={cost:g})':<32}{theirs_probe:>16.6f}{ours_probe:>16.6f}{'yes' if probe_equal else 'NO':>8}")
-        print(f"{'probe features max |diff|':<32}{feature_gap:>32.2e}{'yes' if feature_gap <= TOLERANCE else 'NO':>8}")
-        print(f"{'labels, file order':<32}{'':>32}{'yes' if labels_equal else 'NO':>8}")
+        print(f"{f'linear_probe accuracy (C={cost:g})':<36}{theirs_probe:>16.6f}{ours_probe:>16.6f}{'yes' if probe_equal else 'NO':>8}")
+        print(f"{'probe features max |diff|':<36}{feature_gap:>32.2e}{'yes' if feature_gap <= TOLERANCE else 'NO':>8}")
+        print(f"{'labels, file order':<36}{'':>32}{'yes' if labels_equal else 'NO':>8}")
+        wds_zero_shot = {**ours_wds["wds_zero_shot"]["metrics"], "confusion": ours_wds["wds_zero_shot"]["details"]["confusion"]}
+        for metric in ("accuracy", "acc@5", "mean_per_class_recall"):
+            mine, other = wds_zero_shot[metric], theirs_wds_zero_shot[metric]
+            print(f"{'wds zero_shot ' + metric:<36}{other:>16.6f}{mine:>16.6f}{'yes' if abs(mine - other) <= TOLERANCE else 'NO':>8}")
+        same = theirs_wds_zero_shot["confusion"] == wds_zero_shot["confusion"]
+        print(f"{'wds zero_shot confusion matrix':<36}{'':>32}{'yes' if same else 'NO':>8}")
+        details = ours_wds["wds_zero_shot"]["details"]
+        their_templates = [template.replace("{c}", "{}") for template in wds_loaded.templates]
+        read = details["class_names"] == wds_loaded.classes and details["templates"] == their_templates == list(TEMPLATES)
+        print(f"{'wds class names, templates read':<36}{'':>32}{'yes' if read and details['templates_from'] == 'dataset' else 'NO':>8}")
+        # clip-benchmark's text_retrieval is image -> text, its image_retrieval text -> image
+        for ours_name, their_name in (("image_to_text", "text_retrieval"), ("text_to_image", "image_retrieval")):
+            for k in KS:
+                mine, other = ours_wds["wds_retrieval"]["metrics"][f"{ours_name}_R@{k}"], theirs_recalls[f"{their_name}_recall@{k}"]
+                print(f"{f'wds {ours_name}_R@{k}':<36}{other:>16.6f}{mine:>16.6f}{'yes' if abs(mine - other) <= TOLERANCE else 'NO':>8}")
+        print(f"(the webdataset layout: {args.images} images, {ours_wds['wds_retrieval']['details']['pairs']} captions, "
+              f"{len(wds_loaded.classes)} classes)")  # fmt: skip
         precision = "" if args.precision == "fp32" else f", {args.precision} autocast (the metrics above: fp32)"
         print(f"\nzero-shot pass, images/s (min / median / max of {args.repeats}; ours from an empty cache{precision})")
-        for way, values in speeds.items():
-            print(f"{way:<32}{spread(values):>24}")
+        for way in ("clip-benchmark", "ours"):
+            print(f"{way:<36}{spread(speeds[way]):>24}")
         ratio = statistics.median(speeds["ours"]) / statistics.median(speeds["clip-benchmark"])
-        print(f"{'ours / clip-benchmark (median)':<32}{ratio:>24.2f}  ({'meets' if ratio >= 1.0 else 'BELOW'} the target 1.0)")
+        print(f"{'ours / clip-benchmark (median)':<36}{ratio:>24.2f}  ({'meets' if ratio >= 1.0 else 'BELOW'} the target 1.0)")
         if device.type == "cuda":
             print("peak CUDA allocator MiB of a timed pass, above what was allocated before it (max of the repeats)")
             for way, values in peaks.items():
-                print(f"{way:<32}{max(values):>24.0f}")
+                print(f"{way:<36}{max(values):>24.0f}")
         peak = common.device_peak(device, args.precision, measure_size=512 if args.tiny else None)
-        print(common.mfu_line({way: statistics.median(values) / args.images * flop_per_pass for way, values in speeds.items()}, peak))
+        print(common.mfu_line({way: statistics.median(speeds[way]) / args.images * flop_per_pass for way in ("clip-benchmark", "ours")}, peak))
         print(f"({common.gflop_text(flop_per_pass)} GFLOP per pass of {args.images} images and the class prompts, "
               "counted by torch.utils.flop_counter)")  # fmt: skip
+        for task, what in (("wds_zero_shot", "webdataset zero-shot pass"), ("wds_retrieval", "webdataset retrieval pass (5 captions each)")):
+            print(f"\n{what}, images/s (min / median / max of {args.repeats}; ours from an empty cache{precision})")
+            for way in ("clip-benchmark", "ours"):
+                print(f"{way:<36}{spread(speeds[f'{task} {way}']):>24}")
+            wds_ratio = statistics.median(speeds[f"{task} ours"]) / statistics.median(speeds[f"{task} clip-benchmark"])
+            print(f"{'ours / clip-benchmark (median)':<36}{wds_ratio:>24.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

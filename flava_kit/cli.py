@@ -98,6 +98,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
             print(yaml.safe_dump(evaluation.data, sort_keys=False), end="")
         else:
             out.print(f"{args.recipe}: valid", markup=False)
+            for task, why in evaluation.skipped.items():  # settings.missing: skip
+                out.print(f"not evaluated: tasks.{task}: {why}", markup=False)
         return
     recipe = load_recipe(args.recipe, args.overrides)
     _print_notes(recipe.notes)

@@ -172,6 +172,8 @@ class Source(Protocol):
 
     - ``image``: an RGB PIL image;
     - ``text``: a str (a caption; for VQA, the question);
+    - ``captions``: a list of str, every caption of the image (a retrieval set's: COCO's five), the
+      first of them also its ``text``; evaluation encodes each (one text feature row a caption);
     - ``text_pair``: a str, the second text of a sentence pair (MNLI's hypothesis);
     - ``label``: an int >= 0, a class index (a source naming its classes has ``class_names``);
       absent, or -1 in the synthetic data's two-shape images, when there is none;

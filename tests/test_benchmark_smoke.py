@@ -150,10 +150,17 @@ def test_eval_memory_checks_its_bound_and_reports_mfu(runs, name):
 @pytest.mark.parametrize("name", ["eval_vs_clip"])
 def test_eval_vs_clip_benchmark_agrees_and_reports_speed_and_mfu(runs, name):
     out = finished(runs, name)
-    table = out[out.index("metric ") : out.index("zero-shot pass, images/s")]
-    verdicts = [line.split()[-1] for line in table.strip().splitlines()[1:]]
-    assert verdicts == ["yes"] * 7, table
-    assert re.search(r"^ours / clip-benchmark \(median\)\s+[\d.]+", out, re.MULTILINE)
+    table = out[out.index("metric ") : out.index("\nzero-shot pass, images/s")]
+    rows = [line for line in table.strip().splitlines()[1:] if not line.startswith("(")]
+    # the folder's 7 rows, then CLIP_benchmark's wds layout: zero-shot (4), the names and prompts read, retrieval (6)
+    assert [row.split()[-1] for row in rows] == ["yes"] * 18, table
+    assert [" ".join(row.split()[:2]) for row in rows if "_R@" in row] == [
+        f"wds {direction}_R@{k}" for direction in ("image_to_text", "text_to_image") for k in (1, 5, 10)], table  # fmt: skip
+    assert "(the webdataset layout: 48 images, 240 captions, 12 classes)" in table
+    assert len(re.findall(r"^ours / clip-benchmark \(median\)\s+[\d.]+", out, re.MULTILINE)) == 3  # the folder's and the two wds passes
+    for section in ("webdataset zero-shot pass", "webdataset retrieval pass (5 captions each)"):
+        assert re.search(rf"^{re.escape(section)}, images/s .*\nclip-benchmark\s+[\d.]+ / [\d.]+ / [\d.]+\nours\s+[\d.]+ / [\d.]+ / [\d.]+$",
+                         out, re.MULTILINE), out  # fmt: skip
     _, shares = mfu_shares(out)
     assert len(shares) == 2 and all(share > 0 for share in shares)
 

@@ -249,8 +249,10 @@ BAD = {
     "manifest: unknown class name": (_manifest, {"image": "img0.png", "text": "t", "label": "neutrall"}, {"class_names": NLI},
                                      r"bad\.jsonl:2: field 'label' \(label_field\) holds 'neutrall', which is not a class name "
                                      r"\(class_names: 'entailment', 'neutral', 'contradiction'\)"),
-    "manifest: a fractional label": (_manifest, {"image": "img0.png", "text": "t", "label": 1.5}, {},
-                                     r"bad\.jsonl:2: field 'label' \(label_field\) holds no label: 1\.5"),
+    "manifest: a list as a label": (_manifest, {"image": "img0.png", "text": "t", "label": [1, 2]}, {},
+                                    r"bad\.jsonl:2: field 'label' \(label_field\) holds no label: \[1, 2\]"),
+    "manifest: a fraction among class names": (_manifest, {"image": "img0.png", "text": "t", "label": 1.5}, {"class_names": NLI},
+                                               r"bad\.jsonl:2: field 'label' \(label_field\) holds 1\.5, a fraction, but class_names"),
     "manifest: a name without class_names": (_manifest, {"image": "img0.png", "text": "t", "label": "cat"}, {},
                                              r"bad\.jsonl:2: field 'label' \(label_field\) holds 'cat', not an integer label"),
     "manifest: answers not a list": (_manifest, {"image": "img0.png", "text": "q?", "answers": "yes"}, {"answers_field": "answers"},

@@ -65,3 +65,4 @@ def test_a_hub_id_neither_cached_nor_reachable_names_the_id_and_the_cache(hub, t
     assert main(["convert", "testorg/missing@v2", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "testorg/missing@v2" in err and str(cache) in err and "Traceback" not in err
+    assert "download it with `hf download testorg/missing --revision v2`" in err  # a model repo: no --repo-type

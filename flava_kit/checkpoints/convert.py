@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from flava_kit.checkpoints.hf import from_pretrained, not_standard, save_pretrained
+from flava_kit.checkpoints.hf import from_hf_directory, not_standard, save_pretrained
 from flava_kit.checkpoints.run_dir import is_run
 from flava_kit.errors import CheckpointError
 
@@ -46,10 +46,10 @@ def flava_part(model: Any) -> Any:
 
 def _convert_hf(source: str, destination: Path) -> tuple[Any, list[str]]:
     """An HF FLAVA directory rewritten, its tokenizer and processor files copied as they are."""
-    from flava_kit.hub import local_dir
+    from flava_kit.hub import resolve
 
-    directory = local_dir(source, "convert")
-    model = from_pretrained(directory)
+    directory = resolve(source, "convert")  # the one place this id becomes a path
+    model = from_hf_directory(directory)
     save_pretrained(model, destination)
     carried = [name for name in TOKENIZER_FILES + PROCESSOR_FILES if (directory / name).is_file()]
     for name in carried:

@@ -263,12 +263,19 @@ def from_pretrained(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     checkpoint and lists what it left out in ``skipped_keys``. ``overrides`` apply to the recipe
     derived from ``config.json`` (e.g. ``model.image_encoder.gradient_checkpointing=true``).
     """
+    from flava_kit.hub import resolve
+
+    return from_hf_directory(resolve(path, "from_pretrained"), overrides, model)
+
+
+def from_hf_directory(directory: Path, overrides: tuple[str, ...] | list[str] = (), model: str = "auto") -> Any:
+    """:func:`from_pretrained` on a local HF FLAVA ``directory`` (an id already resolved: what
+    callers below the entry point use)."""
     from transformers import FlavaConfig
 
-    from flava_kit.hub import local_dir
     from flava_kit.recipe import build, load_recipe
 
-    directory = local_dir(str(path), "from_pretrained")
+    directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise CheckpointError(f"{directory}: no config.json, so this is not an HF FLAVA directory")
     try:

@@ -8,7 +8,7 @@ model, which ``flava-kit convert`` exports as it is.
 A *reference* is a string (a run directory, one checkpoint of a run (``RUN/checkpoints/best``), an HF FLAVA directory or HF Hub id such as
 ``facebook/flava-full``, or a recipe path or shipped name: told apart by what the path holds) or a mapping with exactly one of ``run``, ``hf`` or
 ``recipe``, and optionally ``weights`` (a safetensors file in flava_kit's names, with ``recipe``),
-``tokenizer`` (a local tokenizer directory) and ``overrides`` (``a.b=value`` for ``recipe``).
+``tokenizer`` (a local tokenizer directory or an HF Hub id) and ``overrides`` (``a.b=value`` for ``recipe``).
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def load_model(reference: str | dict, device: torch.device | str = "cpu") -> Loa
     if "run" in spec:
         loaded = _from_run(Path(spec["run"]))
     elif "hf" in spec:
-        from flava_kit.hub import local_dir
+        from flava_kit.hub import resolve
 
-        loaded = _from_hf(local_dir(str(spec["hf"]), "model"))
+        loaded = _from_hf(resolve(spec["hf"], "model"))  # the one place this id becomes a path
     else:
         loaded = _from_recipe(spec["recipe"], spec.get("weights"), list(spec.get("overrides") or []))
     if spec.get("tokenizer"):
@@ -133,7 +133,7 @@ def _kind(model: torch.nn.Module) -> str:
 
 def _from_run(run: Path) -> LoadedModel:
     from flava_kit.checkpoints.run_dir import RECIPE, WEIGHTS, load_weights, selected_checkpoint
-    from flava_kit.data.tokenizer import load_tokenizer, run_tokenizer
+    from flava_kit.data.tokenizer import run_tokenizer, tokenizer_from_directory
     from flava_kit.recipe import build, load_recipe
 
     if (run / WEIGHTS).is_file():  # one checkpoint (RUN/checkpoints/step-N or .../best): the run is two levels up
@@ -154,17 +154,18 @@ def _from_run(run: Path) -> LoadedModel:
     else:
         load_weights(checkpoint, model)
     # The tokenizer the run saved, rather than building (and re-saving) it again.
-    tokenizer = load_tokenizer(run / "tokenizer") if (run / "tokenizer").is_dir() else run_tokenizer((recipe.data.get("data") or {}).get("tokenizer"))
+    tokenizer = tokenizer_from_directory(run / "tokenizer") if (run / "tokenizer").is_dir() else run_tokenizer((recipe.data.get("data") or {}).get("tokenizer"))
     return LoadedModel(model, tokenizer, *_settings(recipe.data, model), source=f"run {run} ({checkpoint.name})", kind=_kind(model))
 
 
 def _from_hf(directory: Path) -> LoadedModel:
-    """An HF FLAVA directory: its FlavaModel part, its own tokenizer and image processor settings."""
+    """An HF FLAVA directory (local: a hub id is resolved before): its FlavaModel part, its own
+    tokenizer and image processor settings."""
     from transformers import AutoTokenizer
 
-    from flava_kit.checkpoints.hf import from_pretrained
+    from flava_kit.checkpoints.hf import from_hf_directory
 
-    model = from_pretrained(directory, model="flava")
+    model = from_hf_directory(directory, model="flava")
     if not any((directory / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise CheckpointError(f"{directory}: no tokenizer files (tokenizer.json or vocab.txt); save the processor's tokenizer beside the model")
     tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)

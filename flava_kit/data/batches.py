@@ -12,6 +12,7 @@ round-robin over workers returns the steps in order.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 from typing import Any, Iterator, Mapping
 
 import torch
@@ -63,6 +64,18 @@ def warn_skipped(where: str, why: Any, skipped: int) -> None:
     if skipped <= WARNED_SKIPS:
         more = "; later ones are only counted" if skipped == WARNED_SKIPS else ""
         warnings.warn(f"skipped a broken item of {where} ({skipped} so far{more}): {why}", stacklevel=3)
+
+
+def is_score(label: Any) -> bool:
+    """Whether an item's label is a score (a regression target: a fraction) rather than a class index."""
+    return isinstance(label, Real) and not isinstance(label, Integral)
+
+
+def has_label(item: Mapping[str, Any]) -> bool:
+    """Whether an item has a label: a score, or a class index (a negative one means none, as the
+    sources write it)."""
+    label = item.get("label")
+    return label is not None and (is_score(label) or label >= 0)
 
 
 class PretrainingBatches(torch.utils.data.IterableDataset):
@@ -179,10 +192,15 @@ class PretrainingBatches(torch.utils.data.IterableDataset):
         return batch
 
     def classification_batch(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        """Images and/or texts (or text pairs) with their ``labels`` (no masking, no negatives, no augmentation)."""
-        if any(item.get("label", -1) < 0 for item in items):
-            raise DataError("classification batches need items with a label (>= 0); this source has unlabelled items")
-        batch = {"labels": torch.tensor([item["label"] for item in items])}
+        """Images and/or texts (or text pairs) with their ``labels`` (no masking, no negatives, no
+        augmentation): class indices as int64, or, when some label is a score (a fraction, see
+        :mod:`flava_kit.data.sources.fields`), every label as float32, never cut to a class, for a regressor
+        (``flava_classifier`` with ``num_classes: 1``; a classifier refuses them)."""
+        if any(not has_label(item) for item in items):
+            raise DataError("classification batches need items with a label (a class index >= 0, or a score); this source has "
+                            "unlabelled items")  # fmt: skip
+        labels = [item["label"] for item in items]
+        batch = {"labels": torch.tensor(labels, dtype=torch.float32 if any(is_score(label) for label in labels) else torch.long)}
         if "image" in items[0]:
             batch.update(self.processor([item["image"] for item in items], codebook=False))
         if "text" in items[0]:

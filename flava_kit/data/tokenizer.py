@@ -11,15 +11,20 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def load_tokenizer(path: str | Path):
-    """A ``BertTokenizerFast`` from a local directory or an HF Hub id (through the hub cache, see
-    :mod:`flava_kit.hub`)."""
-    from transformers import BertTokenizerFast
+    """A ``BertTokenizerFast`` from a local directory or an HF Hub id (resolved here, once, through
+    the hub cache: see :mod:`flava_kit.hub`)."""
+    from flava_kit.hub import resolve
 
-    from flava_kit.hub import local_dir
-
-    directory = local_dir(str(path), "tokenizer")
+    directory = resolve(path, "tokenizer")
     if not directory.is_dir():
         raise ValueError(f"tokenizer '{path}' is not a tokenizer directory")
+    return tokenizer_from_directory(directory)
+
+
+def tokenizer_from_directory(directory: str | Path):
+    """A ``BertTokenizerFast`` from a local tokenizer directory (what callers holding a path use)."""
+    from transformers import BertTokenizerFast
+
     return BertTokenizerFast.from_pretrained(str(directory), local_files_only=True)
 
 

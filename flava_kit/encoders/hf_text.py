@@ -35,9 +35,9 @@ class HFTextEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         if path is not None:
-            from flava_kit.hub import local_dir
+            from flava_kit.hub import resolve
 
-            directory = local_dir(path, "path")  # a local directory, or an HF Hub id through the hub cache
+            directory = resolve(path, "path")  # a local directory, or an HF Hub id through the hub cache
             if not directory.is_dir():
                 raise ValueError(f"path '{path}' is not a model directory")
             self.model = AutoModel.from_pretrained(str(directory), local_files_only=True, **(config or {}))

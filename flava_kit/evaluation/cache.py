@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from flava_kit.errors import FlavaKitError
 from flava_kit.evaluation.tasks.base import Features
+from flava_kit.hub import is_hub_id, resolve
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 """Bumped whenever the way features are computed or stored changes: old entries are then never read.
-2: text pairs are encoded as BERT pairs; items' VQA answers are stored with their rows."""
+2: text pairs are encoded as BERT pairs; items' VQA answers are stored with their rows.
+3: an item's several captions are a text row each (a list of captions was an unreadable item before)."""
 
 
 def default_cache_dir() -> Path:
@@ -35,12 +38,18 @@ def default_cache_dir() -> Path:
 
 
 def _hash_files(node: Any, hasher: Any) -> None:
-    """Feed (path, size, mtime) of every existing local path a recipe node names (folders walked) to
-    ``hasher``, one at a time: data changed in place under the same name gets a new key."""
+    """Feed (path, size, mtime) of every existing local path a recipe node names (folders walked), and
+    the snapshot revision of every HF Hub dataset id, to ``hasher``, one at a time: data changed in
+    place under the same name, or a dataset id whose ``refs/main`` moved, gets a new key."""
     values = node.values() if isinstance(node, dict) else node if isinstance(node, list) else [node]
     for value in values:
         if isinstance(value, (dict, list)):
             _hash_files(value, hasher)
+        elif isinstance(value, str) and is_hub_id(value):  # its snapshot's revision: a new download is new data
+            try:
+                hasher.update(f"{value}|{resolve(value, 'features cache', repo_type='dataset').name}\n".encode())
+            except FlavaKitError:
+                pass  # not cached: building the source says so
         elif isinstance(value, str) and "://" not in value and not value.startswith("pipe:"):
             path = Path(value)
             paths = path.rglob("*") if path.is_dir() else path.parent.glob(path.name) if any(c in value for c in "*?[") else [path]

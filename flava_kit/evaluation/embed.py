@@ -18,7 +18,9 @@ def embed_items(model: str, out: str | Path, format: str = "safetensors", batch_
                 **given: str | None) -> tuple[list[Path], dict[str, tuple[int, ...]], int]:  # fmt: skip
     """Embed the one input given (``images``, ``manifest`` or ``texts``: see :data:`SOURCES`) with
     ``model`` (anything :func:`~flava_kit.checkpoints.loading.load_model` reads), streamed and cached
-    as evaluation does; returns (files written, each embedding's shape, unreadable items skipped)."""
+    as evaluation does; returns (files written, each embedding's shape, unreadable items skipped).
+    A manifest whose lines list several captions gets a text row per caption, and ``text_keys.txt``
+    (line ``i``: the item of text row ``i``) beside ``keys.txt``."""
     from flava_kit.checkpoints.loading import load_model
     from flava_kit.devices import resolve_device
     from flava_kit.evaluation.cache import default_cache_dir
@@ -38,6 +40,9 @@ def embed_items(model: str, out: str | Path, format: str = "safetensors", batch_
         raise FlavaKitError(f"{given[chosen[0]]}: no readable item ({next(iter(features.values())).skipped} unreadable)")
     embeddings = {modality: value.tensor("projected") for modality, value in features.items()}
     files = write_embeddings(embeddings, keys, out, format)
+    if "text" in features and features["text"].keys != keys:  # several captions an item: a text row each, under its item's key
+        files.append(Path(out) / "text_keys.txt")
+        files[-1].write_text("".join(f"{key}\n" for key in features["text"].keys))
     return files, {name: tuple(value.shape) for name, value in embeddings.items()}, next(iter(features.values())).skipped
 
 

@@ -152,7 +152,8 @@ def dataset_features(loaded: LoadedModel, source: Any, source_node: dict, modali
     features are its ``logits``, under the modality ``image`` whatever inputs it reads; items' VQA
     ``answers`` are stored with the features. A broken item is warned about and skipped, or with
     ``strict`` stops the pass naming it (cached features with skipped items are then computed
-    again, to find it); texts cut to the model's text length are warned about once."""
+    again, to find it); texts cut to the model's text length are warned about once. Items with
+    several ``captions`` get a text row per caption, in a row under the item's key."""
     keys = {m: cache_key(loaded.digest(), loaded.settings(), source_node, m) for m in sorted(modalities)}
     found = {m: load_entry(cache, key) for m, key in keys.items()}
     missing = {m for m, entry in found.items() if entry is None or (strict and entry.skipped)}
@@ -162,7 +163,10 @@ def dataset_features(loaded: LoadedModel, source: Any, source_node: dict, modali
         done = set.intersection(*(w.already for w in writers.values()))  # what an interrupted pass wrote for every modality
         inputs = EncodingInputs(source, input_modalities(loaded, missing), loaded.processor(), loaded.tokenizer, loaded.text_length,
                                 batch_size, done, where, strict)  # fmt: skip
-        total = len(source) if hasattr(source, "__len__") else None
+        try:
+            total = len(source)
+        except TypeError:  # no length, or one unknown (shards without a sizes.json: CLIP_benchmark's)
+            total = None
         truncations, skipped = Truncations(), 0
         try:
             with tqdm(total=total, initial=len(done), desc=f"encoding {where}", unit="item", disable=None, leave=False) as bar:
@@ -189,6 +193,9 @@ def dataset_features(loaded: LoadedModel, source: Any, source_node: dict, modali
 def _write(loaded: LoadedModel, batch: dict, writers: dict, encoded: dict) -> None:
     """One batch's features of every modality being computed, handed to its entry's writer."""
     orders, skipped, labels = batch["orders"].numpy(), batch["skipped"].numpy(), batch["labels"].numpy()
+    captions = batch.get("text_rows")  # rows per item, where items have several captions
+    if captions is not None and loaded.kind in LOGIT_KINDS and bool((captions != 1).any()):
+        raise FlavaKitError(f"a fine-tuned {loaded.kind} model reads one text per item, but items here have several captions")
     for modality, writer in writers.items():
         representations = {}
         if len(orders):
@@ -196,5 +203,11 @@ def _write(loaded: LoadedModel, batch: dict, writers: dict, encoded: dict) -> No
                                 else image_representations(loaded, batch["pixel_values"]) if modality == "image"
                                 else text_representations(loaded, batch["input_ids"], batch["attention_mask"],
                                                           batch.get("token_type_ids")))  # fmt: skip
-        writer.add(orders, batch["keys"], labels, representations, skipped, batch.get("answers"))
+        rows, keys, row_labels, answers = orders, batch["keys"], labels, batch.get("answers")
+        if modality == "text" and captions is not None and loaded.kind not in LOGIT_KINDS:  # a row per caption, under its item's order and key
+            counts = captions.numpy()
+            rows, row_labels = np.repeat(orders, counts, axis=0), np.repeat(labels, counts)
+            keys = [key for key, count in zip(keys, counts) for _ in range(count)]
+            answers = None if answers is None else [each for each, count in zip(answers, counts) for _ in range(count)]
+        writer.add(rows, keys, row_labels, representations, skipped, answers)
         encoded[modality] += len(orders)

@@ -1,7 +1,7 @@
 """The numbers the field reports, from scores: top-k accuracy, mean per-class recall, retrieval
-recall@k computed in chunks (and after re-ranking a shortlist), a fine-tuned classifier's accuracy,
-macro-F1, Matthews correlation and ROC AUC (scikit-learn's), VQA accuracy, and a linear probe fitted
-with scikit-learn's L-BFGS."""
+recall@k computed in chunks, with several captions per image (and after re-ranking a shortlist),
+a fine-tuned classifier's accuracy, macro-F1, Matthews correlation and ROC AUC (scikit-learn's),
+VQA accuracy, and a linear probe fitted with scikit-learn's L-BFGS."""
 
 from __future__ import annotations
 
@@ -25,23 +25,52 @@ def classification_report(scores: torch.Tensor, labels: torch.Tensor, ks: Sequen
     return report
 
 
-def retrieval_ranks(queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 4096,
-                    shortlist: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(``[Q]`` rank of each query's true match, ``[Q, shortlist]`` its best candidates, best first,
-    the true match among them whenever its rank is below ``shortlist``), query ``i``'s true match being candidate ``i``. A rank is the number of candidates scoring above
-    the true match; similarities are computed ``chunk`` queries at a time (never ``Q x N`` at once)."""
+def caption_matches(owners: torch.Tensor, images: int) -> torch.Tensor:
+    """``[images, m]`` the text rows of each image (its captions, in row order), padded with -1 to the
+    most any image has, from ``owners`` ``[T]`` (text row ``t`` is a caption of image ``owners[t]``):
+    the ``matches`` of image-to-text retrieval. An image without a caption is an error."""
+    owners = torch.as_tensor(owners, dtype=torch.long)
+    if len(owners) and not (0 <= int(owners.min()) and int(owners.max()) < images):
+        raise ValueError(f"a caption names image {int(owners.max()) if owners.max() >= images else int(owners.min())}, "
+                         f"but the images are 0..{images - 1}")  # fmt: skip
+    counts = torch.bincount(owners, minlength=images)
+    if bool((counts == 0).any()):
+        raise ValueError(f"every image needs a caption: {int((counts == 0).sum())} of the {images} have none")
+    order = torch.argsort(owners, stable=True)  # captions grouped by image, each image's in row order
+    first = torch.cumsum(counts, 0) - counts
+    column = torch.arange(len(owners)) - first[owners[order]]
+    matches = torch.full((images, int(counts.max())), -1, dtype=torch.long)
+    matches[owners[order], column] = order
+    return matches
+
+
+def retrieval_ranks(queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 4096, shortlist: int = 0,
+                    matches: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(``[Q]`` rank of each query's best true match, ``[Q, shortlist]`` its best candidates, best
+    first, that true match among them whenever its rank is below ``shortlist``).
+
+    ``matches`` ``[Q, m]``: the candidate indices that are query ``i``'s true matches (-1 pads a
+    shorter row): an image's several captions, or a caption's one image. None: query ``i``'s one
+    true match is candidate ``i``. A rank is the number of candidates scoring strictly above the
+    query's best-scoring true match, so ``rank < k`` is "some true match is in the top k", the
+    recall@k of CLIP-style retrieval (CLIP_benchmark's ``zeroshot_retrieval``). Similarities are
+    computed ``chunk`` queries at a time (never ``Q x N`` at once)."""
     ranks, best = [], []
     for start in range(0, len(queries), chunk):
         scores = queries[start : start + chunk] @ candidates.T
-        rows = torch.arange(scores.shape[0])
-        # the true match's score from the same product, so it never outranks itself by rounding
-        rank = (scores > scores[rows, rows + start][:, None]).sum(1)
+        mine = torch.arange(start, start + len(scores))[:, None] if matches is None else matches[start : start + len(scores)]
+        valid = mine >= 0
+        # the true matches' scores from the same product, so one never outranks itself by rounding
+        true_scores = scores.gather(1, mine.clamp(min=0)).masked_fill(~valid, float("-inf"))
+        best_true, column = true_scores.max(1)
+        rank = (scores > best_true[:, None]).sum(1)
         top = scores.topk(min(shortlist, scores.shape[1]), dim=1).indices
         # Ties are broken in the true match's favour, as its rank counts only candidates strictly above it:
         # a true match tied into the first n (duplicate captions) is on its shortlist, in the last place.
         if top.shape[1]:
-            left_out = (top != (rows + start)[:, None]).all(1) & (rank < top.shape[1])
-            top[left_out, -1] = (rows + start)[left_out]
+            listed = ((top[:, :, None] == mine[:, None, :]) & valid[:, None, :]).any((1, 2))
+            left_out = ~listed & (rank < top.shape[1])
+            top[left_out, -1] = mine.gather(1, column[:, None])[:, 0][left_out]
         ranks.append(rank)
         best.append(top)
     return torch.cat(ranks), torch.cat(best) if best else torch.zeros(0, 0, dtype=torch.long)
@@ -53,13 +82,20 @@ def recall_at(ranks: torch.Tensor, ks: Sequence[int], prefix: str) -> dict[str, 
 
 
 def retrieval_recall_at(image_features: torch.Tensor, text_features: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
-                        chunk: int = 4096) -> dict[str, float]:  # fmt: skip
-    """Recall@k of image->text and text->image retrieval, row ``i`` of each being a true pair
-    (ranks from :func:`retrieval_ranks`, so ``N x N`` scores are never held at once)."""
+                        chunk: int = 4096, owners: torch.Tensor | None = None) -> dict[str, float]:  # fmt: skip
+    """Recall@k of image->text and text->image retrieval (ranks from :func:`retrieval_ranks`, so
+    ``N x T`` scores are never held at once). Without ``owners``, row ``i`` of each is a true pair;
+    with ``owners`` ``[T]``, text row ``t`` is one of image ``owners[t]``'s captions: an image query
+    hits when any of its captions is in the top k, and every caption is a text query."""
+    if owners is None:
+        matches = {"image_to_text": None, "text_to_image": None}
+    else:
+        owners = torch.as_tensor(owners, dtype=torch.long)
+        matches = {"image_to_text": caption_matches(owners, len(image_features)), "text_to_image": owners[:, None]}
     results = {}
     for direction, queries, candidates in (("image_to_text", image_features, text_features),
                                            ("text_to_image", text_features, image_features)):  # fmt: skip
-        results.update(recall_at(retrieval_ranks(queries, candidates, chunk)[0], ks, direction))
+        results.update(recall_at(retrieval_ranks(queries, candidates, chunk, matches=matches[direction])[0], ks, direction))
     return results
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from flava_kit.data.batches import broken_item_error
+from flava_kit.data.batches import broken_item_error, is_score
 from flava_kit.data.sources import DataError
 from flava_kit.data.sources.base import Broken
 from flava_kit.data.tokenizer import Truncations
@@ -42,15 +42,25 @@ def raw_items(source: Any, worker: int = 0, workers: int = 1) -> Iterator[tuple[
             yield (0, count), raw
 
 
+def labels_tensor(labels: list) -> torch.Tensor:
+    """Items' labels (-1 where none) as int64 class indices, or as float64 when some label is a
+    score (a regression target, kept exact for its correlations)."""
+    if any(is_score(label) for label in labels):
+        return torch.tensor([float(label) for label in labels], dtype=torch.float64)
+    return torch.tensor([int(label) for label in labels], dtype=torch.long)
+
+
 class EncodingInputs(IterableDataset):
-    """Batches of one pass: ``orders`` ``[B, 2]``, ``keys``, ``labels`` (-1 where none), ``skipped``
+    """Batches of one pass: ``orders`` ``[B, 2]``, ``keys``, ``labels`` (see :func:`labels_tensor`), ``skipped``
     (orders of broken items) and ``broken`` (why each could not be read), ``answers`` (each item's
     VQA answers, None where it has none; only when some item has them), ``truncated`` and
     ``truncated_example`` (see :class:`~flava_kit.data.tokenizer.Truncations`) and, per modality
     asked, ``pixel_values`` or ``input_ids`` and ``attention_mask`` (plus ``token_type_ids`` for
-    items with a ``text_pair``, encoded as BERT pairs). Orders in ``done`` are skipped without
-    decoding (a resumed pass). A broken item is skipped (the reader of the batches warns), or with
-    ``strict`` stops the pass with a :class:`DataError` naming it (``settings.strict``)."""
+    items with a ``text_pair``, encoded as BERT pairs; where some item has ``captions``, a row per
+    caption, item by item, and ``text_rows`` ``[B]``: how many rows each item has). Orders in
+    ``done`` are skipped without decoding (a resumed pass). A broken item is skipped (the reader of
+    the batches warns), or with ``strict`` stops the pass with a :class:`DataError` naming it
+    (``settings.strict``)."""
 
     def __init__(self, source: Any, modalities: set[str], processor: Any, tokenizer: Any, text_length: int, batch_size: int,
                  done: set[tuple[int, int]] | None = None, where: str = "data", strict: bool = False):  # fmt: skip
@@ -96,7 +106,7 @@ class EncodingInputs(IterableDataset):
 
     def _batch(self, items: list[dict], orders: list, skipped: list, broken: list[str]) -> dict:
         batch = {"orders": torch.tensor(orders, dtype=torch.long).view(-1, 2), "keys": [str(item["key"]) for item in items],
-                 "labels": torch.tensor([int(item.get("label", -1)) for item in items], dtype=torch.long),
+                 "labels": labels_tensor([item.get("label", -1) for item in items]),
                  "skipped": torch.tensor(skipped, dtype=torch.long).view(-1, 2), "broken": broken,
                  "truncated": 0, "truncated_example": None}  # fmt: skip
         if any("answers" in item for item in items):
@@ -116,11 +126,16 @@ class EncodingInputs(IterableDataset):
             key = next(item["key"] for item, pair in zip(items, pairs) if pair is None)
             raise FlavaKitError(f"{self.where}: item {key} has no text_pair, but other items do: a sentence-pair source needs one "
                                 "on every item")  # fmt: skip
-        texts = [item["text"] for item in items]
+        texts, rows = [item["text"] for item in items], {}
+        if any("captions" in item for item in items):  # every caption a text row, an item's in a row (retrieval's several captions)
+            if paired:
+                raise FlavaKitError(f"{self.where}: an item has several captions and a text_pair; captions are for retrieval, pairs one text each")
+            captions = [item.get("captions") or [item["text"]] for item in items]
+            texts, rows = [text for each in captions for text in each], {"text_rows": torch.tensor([len(each) for each in captions])}
         encoded = self.tokenizer(texts, pairs if paired else None, padding="max_length", truncation=True,
                                  max_length=self.text_length, return_tensors="pt", return_token_type_ids=paired)  # fmt: skip
         cut = self.truncations.note(self.tokenizer, encoded, texts, pairs if paired else None)
-        return {**cut, **{name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}}
+        return {**cut, **rows, **{name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}}
 
 
 def encoding_batches(inputs: EncodingInputs, workers: int) -> DataLoader:

@@ -40,11 +40,16 @@ class EvalSettings:
     decoding images, ``device`` (``auto``: CUDA when available), ``cache`` (the feature cache's
     directory; default ``$FLAVA_KIT_CACHE`` or ``~/.cache/flava_kit/features``), ``strict`` (stop at
     the first item that cannot be read, naming it, instead of warning, skipping and counting it, as
-    training's ``data.strict``). Tasks that split or sample take their own ``seed``."""
+    training's ``data.strict``), ``missing`` (a task whose dataset is an HF Hub id that is not in the
+    cache and cannot be downloaded: ``fail``, the default, or ``skip`` it; the table then lists it at
+    the end with the command that downloads it, so a suite runs what it has rather than fail after an
+    hour). Tasks that split or sample take their own ``seed``."""
 
     def __init__(self, *, batch_size: Steps = 64, workers: Annotated[int, Field(ge=0, le=64)] = 0,
-                 device: Literal["auto", "cpu", "cuda"] = "auto", cache: str | None = None, strict: bool = False):  # fmt: skip
+                 device: Literal["auto", "cpu", "cuda"] = "auto", cache: str | None = None, strict: bool = False,
+                 missing: Literal["fail", "skip"] = "fail"):  # fmt: skip
         self.batch_size, self.workers, self.device, self.cache, self.strict = batch_size, workers, device, cache, strict
+        self.missing = missing
 
 
 class ModelReference:
@@ -60,8 +65,9 @@ class ModelReference:
 @dataclass
 class EvalRecipe:
     """A validated eval recipe: ``models`` (name -> reference), ``tasks`` (name -> resolved task
-    node), ``settings`` (resolved), ``name`` (the file's stem), the whole resolved ``data`` and
-    ``notes`` on what resolution dropped."""
+    node), ``settings`` (resolved), ``name`` (the file's stem), the whole resolved ``data``,
+    ``notes`` on what resolution dropped and, with ``settings.missing: skip``, the tasks ``skipped``
+    for data not in the HF Hub cache (task name -> what is missing and the command that downloads it)."""
 
     models: dict[str, Any]
     tasks: dict[str, dict]
@@ -69,6 +75,7 @@ class EvalRecipe:
     name: str
     data: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def build_settings(self) -> EvalSettings:
         """The settings section as an object."""
@@ -82,12 +89,15 @@ def load_eval_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()
     ``require_models`` it may name none, as when validating one meant for models given later); raise
     :class:`~flava_kit.errors.RecipeError` listing every problem, each with its path and origin."""
     tree = tree_from(source)
+    if any(str(o).startswith("settings.") for o in overrides) and isinstance(tree.data, dict):
+        tree.data.setdefault("settings", {})  # every setting has a default: one can be set on a recipe that sets none
     problems = [p for p in (apply_override(tree, o) for o in overrides) if p is not None]
     resolved, found, notes = _resolve(tree, models, require_models)
     if problems + found:
         raise RecipeError(problems + found)
     name = Path(str(source)).stem if not isinstance(source, Mapping) else "eval"
-    return EvalRecipe(resolved["models"], resolved["tasks"], resolved["settings"], name, resolved, notes)
+    skipped = resolved.pop("skipped")
+    return EvalRecipe(resolved["models"], resolved["tasks"], resolved["settings"], name, resolved, notes, skipped)
 
 
 def _resolve(tree: Tree, models: Mapping[str, Any] | None, require_models: bool) -> tuple[dict, list[Problem], list[str]]:
@@ -102,10 +112,11 @@ def _resolve(tree: Tree, models: Mapping[str, Any] | None, require_models: bool)
                               suggestion=f"did you mean '{close[0]}'?" if close else None)  # fmt: skip
     if data.get("recipe_version", RECIPE_VERSION) != RECIPE_VERSION:
         validator.problem(("recipe_version",), f"unsupported recipe_version {data['recipe_version']!r}", expected=str(RECIPE_VERSION))
-    tasks = {}
+    tasks, task_models = {}, {}
     if not isinstance(data.get("tasks"), dict) or not data["tasks"]:
         validator.problem(("tasks",), "an eval recipe needs at least one task", expected="tasks: {NAME: {type: TASK, data: {type: SOURCE, ...}}}")
     else:
+        task_models = _task_models(validator, data["tasks"])
         tasks = validator.slot(data["tasks"], ("tasks",), TASKS_SLOT)
     settings = validator.params(data.get("settings") or {}, ("settings",), EvalSettings, "section 'settings'", typed=False)
     chosen = dict(models) if models else data.get("models") or {}
@@ -119,11 +130,20 @@ def _resolve(tree: Tree, models: Mapping[str, Any] | None, require_models: bool)
     # Each valid task is built; of one with a problem, each valid source (so every problem shows at once).
     bad = [p.path for p in validator.problems]
     clean = (lambda path: not any(b == path or b.startswith(f"{path}.") for b in bad))  # fmt: skip
-    _, failed = _build_each({f"tasks.{name}": node for name, node in tasks.items() if clean(f"tasks.{name}")})
+    missing: dict[str, str] | None = {} if settings.get("missing") == "skip" else None
+    _, failed = _build_each({f"tasks.{name}": node for name, node in tasks.items() if clean(f"tasks.{name}")}, missing=missing)
+    skipped = {path.removeprefix("tasks."): why for path, why in (missing or {}).items()}
+    tasks = {name: node for name, node in tasks.items() if name not in skipped}
     sources = {f"tasks.{name}.{role}": node for name, task in tasks.items() if not clean(f"tasks.{name}")
                for role, node in _roles(task).items() if clean(f"tasks.{name}.{role}")}  # fmt: skip
     failed += _build_each(sources, "source")[1]
-    resolved = {"recipe_version": RECIPE_VERSION, "models": resolved_models, "tasks": tasks, "settings": settings}
+    for name, wanted in task_models.items():  # a task for models of its own: run on those given, else listed as not run
+        if name in tasks and resolved_models and not set(wanted) & set(resolved_models):
+            skipped[name] = f"it runs on the models {', '.join(wanted)}, and none of them is given (models: {', '.join(resolved_models)})"
+            del tasks[name]
+        elif name in tasks:
+            tasks[name]["models"] = wanted
+    resolved = {"recipe_version": RECIPE_VERSION, "models": resolved_models, "tasks": tasks, "settings": settings, "skipped": skipped}
     return resolved, validator.problems + [validator.locate(p) for p in failed], validator.notes
 
 
@@ -155,6 +175,7 @@ def named_eval_recipe(tree: Tree, path: PathT) -> tuple[Any, list[Problem], list
 
         inner = Tree(copy.deepcopy(ref), under(tree.origins), under(tree.swaps))
     resolved, problems, notes = _resolve(inner, None, False)
+    resolved.pop("skipped")  # the eval recipe is resolved again where it runs
     if not resolved["models"]:
         del resolved["models"]
     return resolved, [replace(p, path=f"{where}.{p.path}" if p.path else where) for p in problems], [f"{where}.{n}" for n in notes]
@@ -194,25 +215,64 @@ def task_roles(node: dict) -> dict[str, dict]:
 
 def build_tasks(recipe: EvalRecipe) -> dict[str, Any]:
     """Every task built (its sources opened for real), or a RecipeError naming each that failed."""
-    built, problems = _build_each({f"tasks.{name}": node for name, node in recipe.tasks.items()})
+    built, problems = _build_each({f"tasks.{name}": _without_models(node) for name, node in recipe.tasks.items()})
     if problems:
         raise RecipeError(problems)
     return {name: built[f"tasks.{name}"] for name in recipe.tasks}
 
 
-def _build_each(nodes: dict[str, dict], kind: str = "task") -> tuple[dict[str, Any], list[Problem]]:
-    """Each node (recipe path -> resolved node of ``kind``) built, and a problem for each that failed."""
+def _build_each(nodes: dict[str, dict], kind: str = "task", missing: dict[str, str] | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """Each node (recipe path -> resolved node of ``kind``) built, and a problem for each that failed;
+    given ``missing``, a node whose data is not in the HF Hub cache goes there (path -> why and the
+    download command) instead of being a problem."""
     from flava_kit.recipe.building import build_node
 
     built, problems = {}, []
     for path, node in nodes.items():
         try:
             built[path] = build_node(node, kind=kind, path=path)
-        except BuildError as exc:
-            problems.append(Problem(exc.path or path, str(exc).removeprefix(f"{exc.path}: ")))
         except FlavaKitError as exc:
-            problems.append(Problem(path, str(exc)))
+            cause = _not_cached(exc)
+            if missing is not None and cause is not None:
+                missing[path] = f"{cause.reference} is not in the HF Hub cache {cause.cache}: {cause.command}"
+                continue
+            if not isinstance(exc, BuildError):
+                problems.append(Problem(path, str(exc)))
+                continue
+            problems.append(Problem(exc.path or path, str(exc).removeprefix(f"{exc.path}: ")))
     return built, problems
+
+
+def _without_models(node: dict) -> dict:
+    return {k: v for k, v in node.items() if k != "models"}
+
+
+def _task_models(validator: Validator, nodes: dict) -> dict[str, list[str]]:
+    """Each task's ``models`` (the names of the models it runs on, e.g. a GLUE task on the model
+    fine-tuned for it; default: every model), taken out of the task's node before it is validated."""
+    chosen = {}
+    for name, node in nodes.items():
+        if isinstance(node, dict) and "models" in node:
+            wanted = node.pop("models")
+            if not isinstance(wanted, list) or not wanted or not all(isinstance(m, str) for m in wanted):
+                validator.problem(("tasks", name, "models"), f"expected a list of model names, got {wanted!r}", expected="models: [NAME, ...]")
+            else:
+                chosen[name] = wanted
+    return chosen
+
+
+def task_runs_on(node: dict, model: str) -> bool:
+    """Whether a resolved task node runs on the model named ``model`` (its ``models``, if it has them)."""
+    return "models" not in node or model in node["models"]
+
+
+def _not_cached(exc: BaseException) -> Any:
+    """The :class:`~flava_kit.hub.NotCached` an error was raised from, if any (building wraps it)."""
+    from flava_kit.hub import NotCached
+
+    while exc is not None and not isinstance(exc, NotCached):
+        exc = exc.__cause__
+    return exc
 
 
 def _roles(task: Any) -> dict[str, dict]:

@@ -13,7 +13,7 @@ from typing import Any
 from flava_kit.checkpoints.loading import LoadedModel, load_model
 from flava_kit.evaluation.cache import default_cache_dir
 from flava_kit.evaluation.encode import PairScorer, dataset_features, encode_texts
-from flava_kit.evaluation.recipe import EvalRecipe, build_tasks, task_roles
+from flava_kit.evaluation.recipe import EvalRecipe, build_tasks, task_roles, task_runs_on
 from flava_kit.evaluation.tasks.base import TaskInputs
 from flava_kit.errors import FlavaKitError
 
@@ -50,16 +50,18 @@ def evaluate(recipe: EvalRecipe, out: str | Path | None = None, loaded: dict[str
             if _node_id(node) not in sources:
                 held = getattr(tasks[name], role, None)  # the contract: a task keeps each source as the attribute of its role
                 sources[_node_id(node)] = held if held is not None else build_node(node, kind="source", path=f"tasks.{name}.{role}")
-    results: dict[str, Any] = {"models": {}, "tasks": {}, "results": {}, "metrics": {}, "recipe": recipe.data, "git": git_revision()}
+    results: dict[str, Any] = {"models": {}, "tasks": {}, "results": {}, "metrics": {}, "recipe": recipe.data, "git": git_revision(),
+                               "skipped_tasks": dict(recipe.skipped)}  # fmt: skip
     for name, task in tasks.items():
         results["tasks"][name] = {"type": recipe.tasks[name]["type"], "version": getattr(task, "version", None),
                                   "data": roles[name], "items": {}}  # fmt: skip
     for model_name, reference in recipe.models.items():
         model = (loaded or {}).get(model_name) or load_model(reference, device)
         results["models"][model_name] = {"source": model.source, "weights": model.digest(), "kind": model.kind}
-        features, encoded = _features(model, tasks, roles, sources, settings, cache)
+        mine = {name: task for name, task in tasks.items() if task_runs_on(recipe.tasks[name], model_name)}
+        features, encoded = _features(model, mine, roles, sources, settings, cache)
         results["results"][model_name], results["metrics"][model_name] = {}, {}
-        for task_name, task in tasks.items():
+        for task_name, task in mine.items():
             by_role = roles[task_name]
 
             def features_of(role: str, modality: str, by_role: dict = by_role, task_name: str = task_name) -> Any:

@@ -12,7 +12,8 @@ def results_table(results: dict) -> str:
     """The markdown table of a results dict (see :func:`flava_kit.evaluation.runner.evaluate`):
     one row per task and metric, with its direction (↑ higher is better, ↓ lower), a column per model;
     under it, a line for each task's data with items that could not be read (its metrics are over
-    fewer items than the data holds)."""
+    fewer items than the data holds), and one for each task left out (``settings.missing: skip``)
+    with the command that downloads its data."""
     models = list(results["results"])
     header = ["task", "data", "metric", *models]
     rows = []
@@ -31,6 +32,7 @@ def results_table(results: dict) -> str:
     lines += [f"{task}: {counts['skipped']} of {counts['rows'] + counts['skipped']} {role} items could not be read and were skipped "
               f"(the warnings say why; settings.strict=true stops at the first)"
               for task, info in results["tasks"].items() for role, counts in info.get("items", {}).items() if counts.get("skipped")]  # fmt: skip
+    lines += [f"not evaluated: tasks.{task}: {why}" for task, why in results.get("skipped_tasks", {}).items()]
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ from flava_kit.registry import register
 
 @register("head", "classifier")
 class ClassifierHead(nn.Module):
-    """Pooled features ``[B, hidden_size]`` -> LayerNorm, dropout, linear -> ``[B, num_classes]`` logits."""
+    """Pooled features ``[B, hidden_size]`` -> LayerNorm, dropout, linear -> ``[B, num_classes]`` logits
+    (``num_classes: 1``: one score per item, a regression head)."""
 
     def __init__(self, hidden_size: Size = 768, num_classes: Vocabulary = 2, dropout: Probability = 0.0, layer_norm_eps: Epsilon = 1e-12):
         super().__init__()

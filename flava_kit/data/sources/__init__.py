@@ -2,9 +2,10 @@
 
 See :class:`flava_kit.contracts.Source` for what a source is. Built in: ``synthetic`` (the
 embedded shapes), ``manifest`` (JSONL/CSV image-text pairs), ``image_folder``, ``labelled_folder``,
-``text_lines``, ``webdataset`` (tar shards), ``hf_dataset`` (a saved HF dataset), ``shifted_shapes``
-(the synthetic classes drawn by another routine, for evaluation) and ``shapes_task`` (downstream
-tasks on the shapes: VQA, text pairs, image-text matching).
+``text_lines``, ``webdataset`` (tar shards, or a folder in CLIP_benchmark's layout, see
+:mod:`~flava_kit.data.sources.clip_benchmark_layout`), ``hf_dataset`` (a saved HF dataset),
+``shifted_shapes`` (the synthetic classes drawn by another routine, for evaluation) and
+``shapes_task`` (downstream tasks on the shapes: VQA, text pairs, image-text matching).
 """
 
 from flava_kit.data.sources.base import Broken, DataError, IndexedSource

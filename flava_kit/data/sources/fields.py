@@ -6,10 +6,13 @@ source's configuration (``text_pair_field``, ``answers_column``, ``label_ext``, 
 may be is decided here, once, so that a label, a second text or a list of answers means the same
 thing whichever source holds it:
 
-- ``text`` and ``text_pair``: a string;
+- ``text`` and ``text_pair``: a string; ``text`` may also be a non-empty list of strings, an
+  image's captions (COCO's five): the item then holds them all as ``captions`` and the first as ``text``;
 - ``label``: an integer (``2.0`` too), an integer-like string, or (with ``class_names``) a class
   name, read as its index; a negative integer, NaN, an empty string or nothing means "no label"
-  (HF's ``ClassLabel`` writes -1 for an unlabelled split);
+  (HF's ``ClassLabel`` writes -1 for an unlabelled split); a fraction (``3.8``, or the text
+  ``"3.8"``) is a *score*, a regression target such as GLUE STS-B's, kept as a float (a
+  classifier refuses it, a regressor trains on it);
 - ``answers``: a list of strings, a list of dicts with an ``answer`` key (HF's VQAv2 layout), the
   same as a dict of lists (HF's ``Sequence`` of a dict), or a JSON text of any of these (a CSV cell,
   a webdataset file).
@@ -25,7 +28,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +107,9 @@ class Fields:
         item: dict[str, Any] = {"key": key}
         values = {role: self._value(row, role, where) for role in self.configured()}
         for role in ("text", "text_pair"):
-            if role in values:
+            if role == "text" and _captions(values.get("text")):  # an image's several captions (COCO's five), for retrieval
+                item["text"], item["captions"] = values["text"][0], list(values["text"])
+            elif role in values:
                 if not isinstance(values[role], str):
                     raise self.problem(where, role, f"holds no text: {_short(values[role])}")
                 item[role] = values[role]
@@ -120,28 +125,29 @@ class Fields:
             item["image"] = image(values["image"], where)
         return item
 
-    def label(self, value: Any, where: str) -> int | None:
-        """An item's label from an integer, an integer-like string or a class name; None for none."""
+    def label(self, value: Any, where: str) -> int | float | None:
+        """An item's label: a class index from an integer, an integer-like string or a class name, or
+        a score (a float) from a fraction or a decimal text; None for none."""
         if isinstance(value, str):
             text = value.strip()
             if text == "":
                 return None
             if text in self._index:  # a name first: class names may themselves be digits ("1".."5" stars)
                 return self._index[text]
-            try:
-                number = int(text)
-            except ValueError:
+            value = _number(text)
+            if value is None:
                 if self.class_names:
-                    raise self.problem(where, "label", f"holds '{text}', which is not a class name ({self._known()})") from None
-                raise self.problem(where, "label", f"holds '{text}', not an integer label (set class_names to read names)") from None
-        elif isinstance(value, Integral) and not isinstance(value, bool):
-            number = int(value)
-        elif isinstance(value, float) and math.isnan(value):  # pandas' missing value, in a column it made float
+                    raise self.problem(where, "label", f"holds '{text}', which is not a class name ({self._known()})")
+                raise self.problem(where, "label", f"holds '{text}', not an integer label (set class_names to read names)")
+        if isinstance(value, bool) or not isinstance(value, Real) or math.isinf(value):
+            raise self.problem(where, "label", f"holds no label: {_short(value)} (an integer, a class name or a score)")
+        if math.isnan(value):  # pandas' missing value, in a column it made float
             return None
-        elif isinstance(value, float) and value.is_integer():  # 2.0: an integer column pandas made float
-            number = int(value)
-        else:
-            raise self.problem(where, "label", f"holds no label: {_short(value)} (an integer or a class name)")
+        if not isinstance(value, Integral) and not float(value).is_integer():
+            if self.class_names:
+                raise self.problem(where, "label", f"holds {float(value)}, a fraction, but class_names make labels class indices")
+            return float(value)  # a score: a regression target (STS-B's 0-5 similarity)
+        number = int(value)  # 2.0 too: an integer column pandas made float
         if number < 0:  # "no label", as HF's ClassLabel and the synthetic data write it
             return None
         if self.class_names and number >= len(self.class_names):
@@ -184,6 +190,24 @@ class Fields:
         names = self.class_names or ()
         shown = ", ".join(repr(n) for n in names[:SHOWN_CLASS_NAMES])
         return f"class_names: {shown}" + (f", ... ({len(names)} in all)" if len(names) > SHOWN_CLASS_NAMES else "")
+
+
+def _number(text: str) -> int | float | None:
+    """An integer or a finite number written in ``text``; None when it holds none."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _captions(value: Any) -> bool:
+    """Whether ``value`` is a list of captions: a non-empty list (or tuple) of strings."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(caption, str) for caption in value)
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -1,4 +1,5 @@
-"""``hf_dataset``: a local dataset made with HF ``datasets``: a ``save_to_disk`` folder, or parquet/arrow files."""
+"""``hf_dataset``: a dataset made with HF ``datasets``: a ``save_to_disk`` folder, parquet/arrow files,
+or an HF Hub dataset repo (``org/name[@revision]``) read from huggingface_hub's cache."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flava_kit.constraints import Weight
 from flava_kit.data.sources.base import DataError, IndexedSource, open_image
 from flava_kit.data.sources.fields import Fields, read_class_names
 from flava_kit.data.sources.sharded import ShardedSource
+from flava_kit.hub import is_hub_id
 from flava_kit.registry import register
 
 FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
@@ -55,11 +57,57 @@ class _Columns:
         raise self.fields.problem(where, "image", f"holds no image ({type(value).__name__})")
 
 
+def _hub_dataset(reference: str, config: str | None, split: str) -> tuple[Any, list[str]]:
+    """A builder of ``split`` of ``reference``'s ``config`` (a hub id, resolved once, here, to its
+    snapshot folder) and that split's data files, parsed by ``datasets`` as ``load_dataset`` does: a
+    README's ``configs:`` (GLUE's ``cola``, ``sst2``), else one config of the whole repo (``data/``,
+    ``SPLIT-*.parquet``), where ``config`` may name a folder of it (``CONFIG/SPLIT-*.parquet``).
+    The builder holds that split's files alone, so preparing it converts no other split."""
+    import datasets
+
+    from flava_kit.hub import resolve
+
+    snapshot = resolve(reference, "hf_dataset path", repo_type="dataset")
+    where = f"hf_dataset: {reference} ({snapshot})"
+    try:
+        configs = datasets.get_dataset_config_names(str(snapshot))
+        declared = configs != ["default"]  # a README's configs: block (the Hub's own layout)
+        if config is not None and config not in configs and (declared or not (snapshot / config).is_dir()):
+            raise DataError(f"{where}: no config '{config}'; its configs are {', '.join(configs)}")
+        if config is None and len(configs) > 1:
+            raise DataError(f"{where} has configs {', '.join(configs)}: set config to one of them")
+        folder = config if config is not None and config not in configs else None  # CONFIG/ with no README: that folder's files
+        builder = datasets.load_dataset_builder(str(snapshot), name=None if folder else config, data_dir=folder)
+    except DataError:
+        raise
+    except Exception as exc:  # datasets' own: a broken README, files it cannot read
+        raise DataError(f"{where}: datasets cannot read it ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
+    files = {str(name): [str(f) for f in group] for name, group in (builder.config.data_files or {}).items()}
+    if split not in files:
+        raise DataError(f"{where}{f' config {config}' if config else ''} has splits {', '.join(files) or 'none'}, not '{split}'")
+    if config is None and not declared:  # one config over the whole repo: a split's files in folders of configs would be mixed
+        tops = sorted({Path(f).parent.relative_to(snapshot).parts[0] for f in files[split] if Path(f).parent != snapshot
+                       and Path(f).is_relative_to(snapshot)} - {"data"})  # fmt: skip
+        if len(tops) > 1:
+            raise DataError(f"{where}: split '{split}' has files in folders {', '.join(tops)}: set config to one of them")
+    name = None if folder else config  # the config's features and settings, its split's files alone
+    return datasets.load_dataset_builder(str(snapshot), name=name, data_files={split: files[split]}), files[split]
+
+
 def _files(path: str) -> list[str]:
     files = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
     unknown = [f for f in files if Path(f).suffix not in FILE_FORMATS]
     if not files or unknown:
-        raise DataError(f"hf_dataset: '{path}' is neither a save_to_disk folder nor parquet/arrow files")
+        raise DataError(f"hf_dataset: '{path}' is neither a save_to_disk folder nor parquet/arrow files, "
+                        "nor an HF Hub dataset id (org/name)")  # fmt: skip
+    return files
+
+
+def _formats(files: list[str], reference: str) -> list[str]:
+    """``files`` when streaming can read them all (parquet/arrow, a file a shard)."""
+    other = [f for f in files if Path(f).suffix not in FILE_FORMATS]
+    if other:
+        raise DataError(f"hf_dataset: {reference}: streaming reads parquet/arrow files, not {Path(other[0]).name}")
     return files
 
 
@@ -110,13 +158,21 @@ class _Streamed(ShardedSource):
 
 
 @register("source", "hf_dataset")
-def hf_dataset(path: str, *, split: str = "train", image_column: str | None = "image", text_column: str | None = "text",
-               text_pair_column: str | None = None, label_column: str | None = None, answers_column: str | None = None,
+def hf_dataset(path: str, *, config: str | None = None, split: str = "train", image_column: str | None = "image",
+               text_column: str | None = "text", text_pair_column: str | None = None, label_column: str | None = None, answers_column: str | None = None,
                class_names: list[str] | str | None = None, key_column: str | None = None, streaming: bool = False,
                shuffle: Annotated[int, Field(ge=0, le=1 << 20)] = 1000, weight: Weight = 1.0) -> Any:  # fmt: skip
-    """A dataset saved with HF ``datasets``: ``path`` is a ``save_to_disk`` folder (its ``split`` when
-    it holds several), or parquet/arrow files (a path or a glob). Keys come from ``key_column``,
-    else the row number.
+    """A dataset made with HF ``datasets``: ``path`` is a ``save_to_disk`` folder (its ``split`` when
+    it holds several), parquet/arrow files (a path or a glob), or an HF Hub dataset repo
+    ``org/name[@revision]`` (e.g. ``nyu-mll/glue``). Keys come from ``key_column``, else the row
+    number.
+
+    A hub id is read from the snapshot in huggingface_hub's cache (``$HF_HUB_CACHE/datasets--org--name``;
+    downloaded unless ``HF_HUB_OFFLINE=1``; one not cached offline is an error naming the id, the
+    cache and the ``hf download --repo-type dataset`` command). ``config`` and ``split`` pick the
+    data as ``datasets.load_dataset(path, config, split=split)`` does: a README's ``configs:``
+    (GLUE's ``sst2``), or a folder of the repo (``CONFIG/SPLIT-*.parquet``); ``config`` may be
+    left out when the repo has one.
 
     An item's fields come from the ``*_column`` settings: ``image_column``, ``text_column`` (a
     caption, or a VQA question), ``text_pair_column`` (a second text: MNLI's hypothesis),
@@ -129,7 +185,7 @@ def hf_dataset(path: str, *, split: str = "train", image_column: str | None = "i
 
     Opened whole it is memory-mapped, so it may exceed memory; ``streaming: true`` instead reads
     parquet/arrow files one after another (each file a shard, through a ``shuffle`` buffer, like
-    webdataset shards) without converting them first. Nothing is downloaded.
+    webdataset shards) without converting them first. Nothing is downloaded but a hub id's snapshot.
     """
     import datasets
 
@@ -141,6 +197,14 @@ def hf_dataset(path: str, *, split: str = "train", image_column: str | None = "i
     fields = Fields(roles, class_names=None if names is None else tuple(names), spelled="column '{}'", setting="{}_column")
     columns = _Columns(fields, key_column, path)
     folder = Path(path)
+    if is_hub_id(path):
+        builder, files = _hub_dataset(path, config, split)
+        if streaming:
+            return _Streamed(_formats(files, path), columns, shuffle, weight)
+        builder.download_and_prepare()  # what load_dataset does: the split's files as one memory-mapped arrow table
+        return _InMemory(builder.as_dataset(split=split), columns, weight)
+    if config is not None:
+        raise DataError(f"hf_dataset: {path}: config picks a config of an HF Hub dataset repo (org/name); a local dataset has none")
     if folder.is_dir():
         if streaming:
             raise DataError(f"hf_dataset: {path} is a save_to_disk folder (memory-mapped already); streaming reads parquet/arrow files")

@@ -9,6 +9,9 @@ fine-tuned and evaluated through the same code as VQAv2, MNLI or Hateful Memes w
   ``"the circle"`` (answer: its colour), ``"the red"`` (its shape), ``"a red circle"`` (``yes``/``no``).
 - ``text_pair``: two captions, no image, labelled ``same`` (same colour and shape), ``recoloured``
   (same shape, another colour) or ``other shape`` (like MNLI's three classes).
+- ``text_similarity``: two captions, no image, scored 0-5 for how alike the shapes they name are,
+  the mean of five annotators' ratings (like STS-B's): a regression target (see
+  :data:`SIMILARITY`).
 - ``image_text_match``: an image and a caption, labelled ``match`` or ``mismatch`` (one word
   changed): neither the image nor the text alone decides (like Hateful Memes' pairs).
 """
@@ -31,6 +34,11 @@ SPLIT_SEEDS = {"train": 0, "validation": 20_011, "held_out": 10_007}
 
 TASK_CLASSES = {"text_pair": ["same", "recoloured", "other shape"], "image_text_match": ["mismatch", "match"]}
 ANNOTATORS, ANNOTATOR_ACCURACY = 10, 0.9
+SIMILARITY = {"same": 5, "recoloured": 3, "same colour": 2, "unrelated": 0}
+"""``text_similarity``'s true rating of a caption pair by what the second caption changes; each of
+:data:`RATERS` annotators is off by one point (up or down, within 0-5) with probability
+:data:`RATER_SLIP`, and the score is their mean, so scores are fractions as STS-B's are."""
+RATERS, RATER_SLIP = 5, 0.4
 _TWO = re.compile(rf"a ({'|'.join(COLORS)}) ({'|'.join(SHAPES)}) .* a ({'|'.join(COLORS)}) ({'|'.join(SHAPES)})$")
 
 
@@ -42,6 +50,16 @@ def _objects(item: dict) -> list[tuple[str, str]]:
     return [(c1, s1), (c2, s2)]
 
 
+def _similar_pair(rng: random.Random) -> dict:
+    """Two captions and their score: the mean of the raters' ratings of how alike their shapes are."""
+    color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+    relation = rng.choice(list(SIMILARITY))
+    other_color = color if relation in ("same", "same colour") else rng.choice([c for c in COLORS if c != color])
+    other_shape = shape if relation in ("same", "recoloured") else rng.choice([s for s in SHAPES if s != shape])
+    ratings = [min(5, max(0, SIMILARITY[relation] + (rng.choice((-1, 1)) if rng.random() < RATER_SLIP else 0))) for _ in range(RATERS)]
+    return {"text": _caption(rng, color, shape), "text_pair": _caption(rng, other_color, other_shape), "label": sum(ratings) / RATERS}
+
+
 def _caption(rng: random.Random, color: str, shape: str) -> str:
     """A caption template without a size word (a size the picture may not have would blur the labels)."""
     return rng.choice([t for t in TEMPLATES if "{size}" not in t]).format(f"{color} {shape}")
@@ -49,14 +67,15 @@ def _caption(rng: random.Random, color: str, shape: str) -> str:
 
 @register("source", "shapes_task")
 class ShapesTaskSource(IndexedSource):
-    """``size`` items of one downstream ``task`` (``vqa``, ``text_pair`` or ``image_text_match``)
-    on the synthetic shapes. ``split`` (``train``, ``validation``, ``held_out``) draws from its own
-    seed, so model selection and the final numbers never see training's images. Classification
-    tasks name their labels in ``class_names``."""
+    """``size`` items of one downstream ``task`` (``vqa``, ``text_pair``, ``text_similarity`` or
+    ``image_text_match``) on the synthetic shapes. ``split`` (``train``, ``validation``,
+    ``held_out``) draws from its own seed, so model selection and the final numbers never see
+    training's images. Classification tasks name their labels in ``class_names``;
+    ``text_similarity``'s labels are scores."""
 
-    def __init__(self, task: Literal["vqa", "text_pair", "image_text_match"], size: Annotated[int, Field(gt=0)] = 2000, *,
-                 split: Literal["train", "validation", "held_out"] = "train", image_size: Size = 64, seed: int = 0,
-                 weight: Weight = 1.0):  # fmt: skip
+    def __init__(self, task: Literal["vqa", "text_pair", "text_similarity", "image_text_match"],
+                 size: Annotated[int, Field(gt=0)] = 2000, *, split: Literal["train", "validation", "held_out"] = "train",
+                 image_size: Size = 64, seed: int = 0, weight: Weight = 1.0):  # fmt: skip
         self.task, self.weight, self.seed = task, weight, seed + SPLIT_SEEDS[split]
         self.shapes = SyntheticShapes(size, image_size, seed=self.seed, two_shapes=0.5 if task == "vqa" else 0.0)
         if task in TASK_CLASSES:
@@ -74,6 +93,8 @@ class ShapesTaskSource(IndexedSource):
             other_color = rng.choice([c for c in COLORS if c != color]) if label == 1 else color if label == 0 else rng.choice(list(COLORS))
             other_shape = shape if label < 2 else rng.choice([s for s in SHAPES if s != shape])
             return {"key": key, "text": _caption(rng, color, shape), "text_pair": _caption(rng, other_color, other_shape), "label": label}
+        if self.task == "text_similarity":
+            return {"key": key, **_similar_pair(rng)}
         item = self.shapes[index]
         objects = _objects(item)
         if self.task == "image_text_match":

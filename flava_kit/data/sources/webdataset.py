@@ -22,6 +22,7 @@ from pydantic import Field
 
 from flava_kit.constraints import Weight
 from flava_kit.data.sources.base import Broken, DataError, open_image
+from flava_kit.data.sources.clip_benchmark_layout import find_layout
 from flava_kit.data.sources.fields import Fields, read_class_names
 from flava_kit.data.sources.sharded import ShardedSource
 from flava_kit.registry import register
@@ -35,6 +36,23 @@ def expand_shards(urls: str | list[str]) -> list[str]:
 
     patterns = [urls] if isinstance(urls, str) else list(urls)
     return [url for pattern in patterns for url in expand_urls(pattern)]
+
+
+def local_urls(urls: str | list[str]) -> list[str]:
+    """``urls`` as a list, local where they name a dataset: an HF Hub dataset id (``org/name[@revision]``)
+    becomes its snapshot folder in huggingface_hub's cache (resolved here, where the reference
+    enters: see :mod:`flava_kit.hub`), and a folder that holds ``*.tar`` files becomes those shards,
+    in name order. Anything else (a brace pattern, a URL, ``pipe:``, a folder without shards) is
+    left as it is."""
+    from flava_kit.hub import is_hub_id, resolve
+
+    local = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        if is_hub_id(url):
+            url = str(resolve(url, "webdataset urls", repo_type="dataset"))
+        shards = sorted(str(shard) for shard in Path(url).glob("*.tar")) if Path(url).is_dir() else []
+        local += shards or [url]
+    return local
 
 
 def epoch_size(shards: list[str]) -> int | None:
@@ -60,7 +78,9 @@ def epoch_size(shards: list[str]) -> int | None:
 class WebDatasetSource(ShardedSource):
     """Images with their texts, labels or answers from webdataset tar shards (img2dataset's layout), streamed.
 
-    ``urls``: a brace pattern, a list of them, or ``pipe:`` commands. ``shuffle``: the sample
+    ``urls``: a brace pattern, a list of them, ``pipe:`` commands, a folder of ``*.tar`` shards, or
+    an HF Hub dataset id ``org/name[@revision]`` (its snapshot folder in huggingface_hub's cache;
+    offline, one not cached is an error naming the ``hf download`` command). ``shuffle``: the sample
     shuffle buffer (0: shard order); ``shard_shuffle``: a new shard order every epoch;
     ``resampled``: draw shards with replacement, forever.
 
@@ -71,18 +91,28 @@ class WebDatasetSource(ShardedSource):
     of every annotator's answer, e.g. ``answers.json``); see :mod:`~flava_kit.data.sources.fields`.
     Each file set is required but the label's.
 
+    ``urls`` may also be a folder (or hub id) in CLIP_benchmark's layout (``clip-benchmark/wds_<name>``:
+    ``SPLIT/nshards.txt``, ``classnames.txt``, ...; see :mod:`~flava_kit.data.sources.clip_benchmark_layout`):
+    then ``split`` (default ``test``) picks the shards, the source's ``class_names`` and ``templates``
+    are the dataset's (``class_names`` set here replaces its own), a classification set's samples
+    need no text, and a retrieval set's items hold every caption (``captions``; ``text`` is the first).
+
     A corrupt image, a sample without a file it needs, or an unreadable shard is skipped and
     counted; with ``data.strict`` it stops the run, naming the shard, key and file. Items are keyed
     by img2dataset's ``__key__``.
     """
 
-    def __init__(self, urls: str | list[str], *, text_ext: str | None = "txt", text_pair_ext: str | None = None,
+    def __init__(self, urls: str | list[str], *, split: str | None = None, text_ext: str | None = "txt", text_pair_ext: str | None = None,
                  label_ext: str | None = "cls", answers_ext: str | None = None, class_names: list[str] | str | None = None,
                  shuffle: Annotated[int, Field(ge=0, le=1 << 20)] = 1000, shard_shuffle: bool = True,
                  resampled: bool = False, weight: Weight = 1.0):  # fmt: skip
-        self.shards = expand_shards(urls)
+        self.shards = expand_shards(local_urls(urls))
         if not self.shards:
             raise DataError(f"webdataset: '{urls}' names no shard")
+        self.layout = find_layout(self.shards, split, f"webdataset: {urls}")
+        if self.layout is not None:  # CLIP_benchmark's wds_<name> folder: its split's shards, class names, prompts and captions
+            self.shards, text_ext = self.layout.shards, self.layout.text_ext(text_ext)
+            self.class_names, self.templates = self.layout.class_names, self.layout.templates
         names = read_class_names(class_names, f"webdataset: {urls}")
         if names is not None:
             self.class_names = names  # what tasks read (source.class_names)
@@ -124,6 +154,8 @@ class WebDatasetSource(ShardedSource):
             raise DataError(f"{where}: no image (.{', .'.join(IMAGE_EXTENSIONS)})")
         files = {ext: raw[ext].decode("utf-8", errors="replace").strip() for ext in self.fields.configured().values() if ext in raw}
         fields = self.fields.item(files, key, where)  # before the image: a missing text fails without decoding it
+        if self.layout is not None and self.layout.retrieval and "text" in fields:  # a caption set's KEY.txt: a caption a line
+            fields.update(self.layout.captions(raw[self.fields.names["text"]], where))
         return {"key": key, "image": open_image(image, where), **{role: value for role, value in fields.items() if role != "key"}}
 
 

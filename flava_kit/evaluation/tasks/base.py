@@ -26,7 +26,8 @@ class Features:
     feature cache (so a task reads rows, not the whole file): ``projected`` (the L2-normalised
     contrastive projection, what zero-shot and retrieval compare), ``cls`` (the encoder's [CLS]
     state before any projection, what the FLAVA paper's probes read) and, for a fine-tuned
-    classifier or VQA model, ``logits``. ``labels`` is ``[N]`` int64, -1 where an item has none.
+    classifier or VQA model, ``logits``. ``labels`` is ``[N]`` int64, -1 where an item has none, or
+    float64 when some item's label is a score (a regression target; -1 still where none).
     ``answers``: each item's VQA answers (every annotator's; None where an item has none), or None
     when no item has any.
     """
@@ -47,11 +48,29 @@ class Features:
         return torch.from_numpy(np.asarray(self.representations[representation]))
 
     def labelled(self, where: str) -> torch.Tensor:
-        """The labels as a tensor, or an error (naming ``where``) when some item has none."""
+        """The labels as an int64 tensor of class indices, or an error (naming ``where``) when some
+        item has none or has a score (a fraction) instead."""
         labels = torch.from_numpy(np.asarray(self.labels))
+        if labels.is_floating_point():
+            fractional = (labels != labels.round()).nonzero().flatten()
+            if len(fractional):
+                row = int(fractional[0])
+                raise FlavaKitError(f"{where}: item {self.keys[row]} has the score {float(labels[row]):g} as its label, but a class task "
+                                    "needs class indices (a score is a regression target: a regressor, num_classes: 1, reads it)")  # fmt: skip
+            labels = labels.long()
         if len(labels) == 0 or bool((labels < 0).any()):
             missing = int((labels < 0).sum())
             raise FlavaKitError(f"{where}: {missing} of {len(labels)} items have no label (a class task needs a label on every item)")
+        return labels
+
+    def scores(self, where: str) -> torch.Tensor:
+        """The labels as float64 regression targets, or an error (naming ``where``) when some item has
+        none (-1: no score is a negative integer, as the sources read them)."""
+        labels = torch.from_numpy(np.asarray(self.labels)).double()
+        missing = (labels < 0) & (labels == labels.round())
+        if len(labels) == 0 or bool(missing.any()):
+            raise FlavaKitError(f"{where}: {int(missing.sum())} of {len(labels)} items have no label (a regression task needs a score "
+                                "on every item)")  # fmt: skip
         return labels
 
 

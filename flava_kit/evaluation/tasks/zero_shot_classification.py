@@ -77,10 +77,13 @@ class ZeroShotClassification:
     embedding is nearest its ``projected`` features. For a fine-tuned classifier (``model_kind``
     ``classifier``) the image features' ``logits`` are the scores instead.
 
-    ``class_names``: a list, a file with one per line, or (unset) the source's own. ``templates``: a
-    list of ``{}`` templates, or a file with one per line; unset, :data:`TEMPLATES`. Reports
+    ``class_names``: a list, a file with one per line, or (unset) the source's own (a folder's
+    subfolders, a CLIP_benchmark dataset's ``classnames.txt``). ``templates``: a list of ``{}``
+    templates, or a file with one per line; unset, the source's own (``templates``: a
+    CLIP_benchmark dataset's ``zeroshot_classification_templates.txt``), else :data:`TEMPLATES`. Reports
     ``accuracy`` (top-1), ``acc@k`` for each k > 1 in ``ks``, ``mean_per_class_recall``, a per-class
-    table and the confusion matrix (a picture for up to 50 classes).
+    table and the confusion matrix (a picture for up to 50 classes); details say where the class
+    names and templates came from (``recipe``, ``dataset`` or ``default``).
     """
 
     version = 1
@@ -88,7 +91,9 @@ class ZeroShotClassification:
     def __init__(self, data: Source, *, class_names: list[str] | str | None = None, templates: list[str] | str | None = None,
                  ks: tuple[Steps, ...] = (1, 5)):  # fmt: skip
         self.data, self.class_names, self.ks = data, class_names, tuple(ks)
-        self.templates = read_templates(templates)
+        own = getattr(data, "templates", None) if templates is None else None  # the dataset's prompts, when the recipe gives none
+        self.templates_from = "recipe" if templates is not None else "dataset" if own else "default"
+        self.templates = read_templates(templates if templates is not None else own or None)
 
     def needs(self) -> dict[str, set[str]]:
         """The images of ``data``."""
@@ -109,6 +114,7 @@ class ZeroShotClassification:
         details = {
             "chance": 1 / len(names), "images": len(labels), "class_names": names, "scores": "logits" if classifier else "prompts",
             "templates": None if classifier else self.templates, "per_class": report["per_class"], "confusion": report["confusion"],
+            "class_names_from": "recipe" if self.class_names else "dataset", "templates_from": None if classifier else self.templates_from,
         }  # fmt: skip
         pictures = {}
         if len(names) <= MAX_CONFUSION_CLASSES:  # larger matrices are unreadable; save_confusion_png draws nothing
