@@ -156,7 +156,7 @@ def test_a_plugin_objective_trains_from_the_cli_beside_built_ins(tmp_path):
 def test_the_codebook_free_demo_recipe_validates_and_runs_no_codebook():
     recipe = flava_kit.load_recipe("demo_siglip_pixel")
     assert recipe.data["model"]["codebook"] is None
-    assert {node["type"] for node in recipe.data["model"]["objectives"].values()} == {"sigmoid_contrastive", "pixel_mim", "itm", "mmm_text", "mlm"}
+    assert {node["type"] for node in recipe.data["model"]["objectives"].values()} == {"sigmoid_contrastive", "pixel_mim", "mlm"}
 
 
 def test_the_documented_objective_example_registers_and_trains(scratch_registry):
