@@ -128,3 +128,19 @@ def test_fsdp_accumulates_like_ddp(tmp_path):
     for a, b in zip(ddp, fsdp):
         for column in ("loss", "global_contrastive", "itm", "mmm_image", "mmm_text"):
             assert abs(a[column] - b[column]) <= 1e-4 * abs(a[column]), (column, a, b)
+
+
+def test_a_plug_in_s_batch_level_objective_is_accumulated_exactly_with_no_code_of_its_own():
+    """The demo plug-in's ``batch_margin`` (an installed package's entry point) only splits its forward
+    into ``batch_rows`` / ``batch_loss``: 4 x 16 then equals one batch of 64; summed per micro-batch it does not."""
+    from flava_kit.registry import registry
+
+    assert registry.describe("loss", "batch_margin").provenance.distribution == "flava_kit_demo_plugin"
+    model = tiny_model("{batch_margin: {type: batch_margin, margin: 0.5}}")
+    batch = make_batch(model, "paired")
+    loss, expected = one_batch(model, batch)
+    totals, got = accumulated(model, batch, 4)
+    assert abs(totals["loss"] - loss) <= 1e-5 * abs(loss)
+    assert_same_gradients(got, expected)
+    naive = sum(float(model(**micro).loss.detach()) for micro in split_batch(batch, 4)) / 4
+    assert abs(naive - loss) > 1e-3 * loss
