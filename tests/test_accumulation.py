@@ -97,7 +97,7 @@ def test_accumulated_run_through_the_cli_is_the_one_batch_run(tmp_path):
     """``flava-kit pretrain`` with 4 × 4 accumulated trains as batches of 16: the same items, losses and weights."""
     from tests.test_distributed import checkpoint_weights
 
-    common = ["train.steps=3", "train.eval=null", "model.fusion.dropout=0.0", "train.record_keys=true"]
+    common = ["train.steps=3", "train.eval=null", "model.fusion.dropout=0.0", "train.record_keys=true", "data.workers=2"]
     runs = {}
     for name, extra in (("one", ["data.batch_size=16"]), ("accumulated", ["data.batch_size=4", "train.accumulation=4"])):
         runs[name] = tmp_path / name
